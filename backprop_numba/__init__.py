@@ -1,0 +1,11 @@
+"""backprop_numba: fully-connected networks trained and differentiated by
+backpropagation, with a compute core of Numba loops that follow the derivation.
+
+Public names: ``MLP``, ``check_gradients``, ``DivergenceError``.
+"""
+
+from .gradcheck import GradientCheck, check_gradients
+from .mlp import MLP, DivergenceError
+
+__version__ = "0.1.0"
+__all__ = ["MLP", "check_gradients", "GradientCheck", "DivergenceError", "__version__"]

@@ -1,0 +1,573 @@
+"""The MLP class: validate -> allocate buffers -> one kernel call -> wrap the result."""
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from . import _kernels as K
+from . import activations, io, losses, optimizers
+from ._validation import (
+    check_choice,
+    check_dtype,
+    check_float,
+    check_inputs,
+    check_int,
+    check_layer_sizes,
+    check_targets,
+)
+
+# Samples per forward pass when predicting or evaluating large arrays: bounds
+# the a/z buffers to PREDICT_CHUNK * sum(n) values whatever the data size.
+PREDICT_CHUNK = 1024
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or gradient.
+
+    The network keeps the parameters of the last finite step; ``history`` holds
+    the epochs completed before it happened.
+    """
+
+    def __init__(self, message, epoch, step, history):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.history = history
+
+
+def _arch_table(sizes, act_codes):
+    """The int64 (5, L+1) table the kernels read (see _kernels.py)."""
+    L = len(sizes) - 1
+    arch = np.zeros((5, L + 1), dtype=np.int64)
+    arch[K.N] = sizes
+    arch[K.ACT, 1:] = act_codes
+    off = 0
+    for l in range(1, L + 1):
+        arch[K.WOFF, l] = off
+        off += sizes[l] * sizes[l - 1]
+        arch[K.BOFF, l] = off
+        off += sizes[l]
+    arch[K.UOFF] = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return arch, off
+
+
+class MLP:
+    """A fully-connected network trained and differentiated by backpropagation.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n[0], n[1], ..., n[L]]``: input size, hidden widths, output size.
+    activation : str or sequence of str, default "sigmoid"
+        Activation of the hidden layers (one name, or one per hidden layer):
+        "sigmoid", "tanh", "relu" or "identity".
+    output_activation : str, optional
+        Activation of the output layer; adds "softmax".  Default: the one the
+        loss needs ("sigmoid" for bce, "softmax" for cross_entropy), "sigmoid"
+        for sse/half_sse (as in the seeds) and "identity" for mse.
+    loss : str, default "mse"
+        "sse", "half_sse", "mse", "bce" or "cross_entropy" (see ``losses``).
+    seed : int or None
+        Seeds the initial weights and the shuffling in ``fit``.
+    dtype : np.float32 or np.float64, default np.float64
+
+    Notes
+    -----
+    Weights use the column convention of seeds 000/001/003: ``W[l]`` has shape
+    ``(n[l], n[l-1])`` and ``z[l] = W[l] a[l-1] + b[l]``.  Layers are numbered
+    from ``a[0] = x``.  All parameters live in one flat vector ``theta``;
+    ``weights`` and ``biases`` are views into it, so writing to them changes
+    the network.  Initial weights are uniform in +-sqrt(f/(fan_in+fan_out))
+    (Glorot; f=2 for sigmoid, 6 otherwise) or +-sqrt(6/fan_in) for relu (He);
+    biases start at zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from backprop_numba import MLP
+    >>> net = MLP([2, 4, 1], activation="tanh", loss="bce", seed=0)
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    >>> y = np.array([0, 1, 1, 0], dtype=float)
+    >>> history = net.fit(X, y, epochs=2000, batch_size=4, learning_rate=0.5,
+    ...                   optimizer="adam", progress=False)
+    >>> (net.predict(X)[:, 0] > 0.5).astype(int).tolist()
+    [0, 1, 1, 0]
+    """
+
+    def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
+                 seed=None, dtype=np.float64):
+        self._configure(layer_sizes, activation, output_activation, loss, dtype)
+        self._rng = np.random.default_rng(seed)
+        self.theta = np.zeros(self._n_params, dtype=self.dtype)
+        self._initialise()
+
+    # -- construction ------------------------------------------------------
+
+    def _configure(self, layer_sizes, activation, output_activation, loss, dtype):
+        sizes = check_layer_sizes(layer_sizes)
+        L = len(sizes) - 1
+        loss = check_choice("loss", loss, losses.CODES)
+        if output_activation is None:
+            output_activation = losses.DEFAULT_OUTPUT[loss]
+        output_activation = check_choice("output_activation", output_activation, activations.OUTPUT)
+        if isinstance(activation, str) or activation is None:
+            hidden = [activation] * (L - 1)
+        else:
+            hidden = list(activation)
+            if len(hidden) != L - 1:
+                raise ValueError(f"activation must be one name or one per hidden layer ({L - 1}), got {len(hidden)} names.")
+        hidden = [check_choice("activation", a, activations.HIDDEN) for a in hidden]
+        needed = losses.REQUIRED_OUTPUT.get(loss)
+        if needed is not None and output_activation != needed:
+            raise ValueError(f"output_activation must be {needed!r} for loss={loss!r}, got {output_activation!r}.")
+        if output_activation == "softmax" and sizes[-1] < 2:
+            raise ValueError(f"output_activation='softmax' needs at least 2 outputs, got layer_sizes[-1]={sizes[-1]}.")
+        self.layer_sizes = sizes
+        self.activations = hidden + [output_activation]
+        self.loss = loss
+        self.dtype = check_dtype(dtype)
+        self._arch, self._n_params = _arch_table(sizes, [activations.CODES[a] for a in self.activations])
+        self._loss_code = losses.CODES[loss]
+
+    def _initialise(self):
+        for l in range(1, self.n_layers + 1):
+            fan_in, fan_out = self.layer_sizes[l - 1], self.layer_sizes[l]
+            act = self.activations[l - 1]
+            if act == "relu":
+                bound = math.sqrt(6.0 / fan_in)
+            else:
+                bound = math.sqrt(activations.GLOROT_FACTOR[act] / (fan_in + fan_out))
+            self.W(l)[...] = self._rng.uniform(-bound, bound, size=(fan_out, fan_in))
+            self.b(l)[...] = 0.0
+
+    @classmethod
+    def from_weights(cls, weights, biases, layout="column", activation="sigmoid", output_activation=None,
+                     loss="mse", dtype=None, seed=None):
+        """Build a network from given parameters.
+
+        Parameters
+        ----------
+        weights : sequence of 2-D arrays
+            ``layout="column"``: W[l] of shape (n[l], n[l-1]) (seeds 000/001/003).
+            ``layout="row"``: W[l] of shape (n[l-1], n[l]), ``z = a W + b`` (seeds 002/004).
+        biases : sequence of 1-D arrays of shape (n[l],)
+        dtype : float32 or float64; default: float32 if every weight is
+            float32, else float64.
+        """
+        layout = check_choice("layout", layout, {"column", "row"})
+        if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
+            raise TypeError("weights and biases must be sequences of arrays (one per layer), got a single ndarray.")
+        weights, biases = list(weights), list(biases)
+        if not weights:
+            raise ValueError("weights must hold at least one layer, got an empty sequence.")
+        if len(weights) != len(biases):
+            raise ValueError(f"biases must have one array per layer ({len(weights)}), got {len(biases)}.")
+        Ws, bs = [], []
+        for l, (W, b) in enumerate(zip(weights, biases), start=1):
+            W = _as_param(f"weights[{l - 1}]", W, 2)
+            b = _as_param(f"biases[{l - 1}]", b, 1)
+            if layout == "row":
+                W = W.T
+            Ws.append(W)
+            bs.append(b)
+        sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+        for l in range(len(Ws)):
+            if Ws[l].shape[1] != sizes[l]:
+                expected = (sizes[l + 1], sizes[l]) if layout == "column" else (sizes[l], sizes[l + 1])
+                got = Ws[l].shape if layout == "column" else Ws[l].T.shape
+                raise ValueError(f"weights[{l}] must have shape {expected} to chain with the layer before ({layout} layout), got {got}.")
+            if bs[l].shape != (sizes[l + 1],):
+                raise ValueError(f"biases[{l}] must have shape ({sizes[l + 1]},), got {bs[l].shape}.")
+        if dtype is None:
+            dtype = np.float32 if all(W.dtype == np.float32 for W in Ws) else np.float64
+        net = cls.__new__(cls)
+        net._configure(sizes, activation, output_activation, loss, dtype)
+        net._rng = np.random.default_rng(seed)
+        net.theta = np.zeros(net._n_params, dtype=net.dtype)
+        for l in range(1, net.n_layers + 1):
+            net.W(l)[...] = Ws[l - 1]
+            net.b(l)[...] = bs[l - 1]
+        return net
+
+    # -- parameters --------------------------------------------------------
+
+    @property
+    def n_layers(self):
+        """L, the number of weight layers (len(layer_sizes) - 1)."""
+        return len(self.layer_sizes) - 1
+
+    def W(self, l):
+        """W[l], 1 <= l <= L, shape (n[l], n[l-1]): a view into theta."""
+        start = self._arch[K.WOFF, l]
+        n_out, n_in = self.layer_sizes[l], self.layer_sizes[l - 1]
+        return self.theta[start:start + n_out * n_in].reshape(n_out, n_in)
+
+    def b(self, l):
+        """b[l], 1 <= l <= L, shape (n[l],): a view into theta."""
+        start = self._arch[K.BOFF, l]
+        return self.theta[start:start + self.layer_sizes[l]]
+
+    @property
+    def weights(self):
+        """[W[1], ..., W[L]], column convention, views into theta."""
+        return [self.W(l) for l in range(1, self.n_layers + 1)]
+
+    @property
+    def biases(self):
+        """[b[1], ..., b[L]], views into theta."""
+        return [self.b(l) for l in range(1, self.n_layers + 1)]
+
+    def _unflatten(self, flat):
+        """[(dW[l], db[l]) for l = 1..L] as views into a vector laid out like theta."""
+        out = []
+        for l in range(1, self.n_layers + 1):
+            w0, b0 = self._arch[K.WOFF, l], self._arch[K.BOFF, l]
+            n_out, n_in = self.layer_sizes[l], self.layer_sizes[l - 1]
+            out.append((flat[w0:w0 + n_out * n_in].reshape(n_out, n_in), flat[b0:b0 + n_out]))
+        return out
+
+    def __repr__(self):
+        return (f"MLP({self.layer_sizes}, activations={self.activations}, loss={self.loss!r}, "
+                f"dtype={np.dtype(self.dtype).name})")
+
+    # -- buffers -----------------------------------------------------------
+
+    def _unit_buffers(self, B, count):
+        """`count` flat buffers for a, z, delta over B samples (see _kernels.py)."""
+        size = B * sum(self.layer_sizes)
+        return [np.empty(size, dtype=self.dtype) for _ in range(count)]
+
+    # -- forward and gradients ---------------------------------------------
+
+    def forward(self, X):
+        """The network output a[L].
+
+        Parameters
+        ----------
+        X : array of shape (n[0],) or (n_samples, n[0])
+
+        Returns
+        -------
+        ndarray of shape (n[L],) or (n_samples, n[L]), in the network's dtype.
+        """
+        X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
+        out = self._forward_checked(X)
+        return out[0] if one else out
+
+    def _forward_checked(self, X):
+        B = X.shape[0]
+        chunk = min(B, PREDICT_CHUNK)
+        a_buf, z_buf = self._unit_buffers(chunk, 2)
+        out = np.empty((B, self.layer_sizes[-1]), dtype=self.dtype)
+        K._predict(self.theta, self._arch, X, np.arange(B), out, a_buf, z_buf, chunk)
+        return out
+
+    def predict(self, X):
+        """Same as forward: the output a[L] for X (probabilities for bce/cross_entropy)."""
+        return self.forward(X)
+
+    def predict_classes(self, X):
+        """Class labels: argmax for several outputs, a[L] > 0.5 for one output."""
+        out = self.forward(np.asarray(X))
+        if out.ndim == 1:
+            out = out[None, :]
+            return _classes(out)[0]
+        return _classes(out)
+
+    def loss_and_gradients(self, X, Y):
+        """Mean loss over a batch and its gradient with respect to every W[l] and b[l].
+
+        Parameters
+        ----------
+        X : array of shape (n[0],) or (n_samples, n[0])
+        Y : array of targets, shape (n_samples, n[L]) (or (n_samples,) with
+            one output, or integer class labels for cross_entropy).
+
+        Returns
+        -------
+        loss : float
+            Mean over the samples of the per-sample loss (see ``losses``).
+        grads : list of (dW, db)
+            For l = 1..L, arrays shaped like W[l] and b[l]: the gradient of
+            that mean loss (seed 002 eqs. 3-4 averaged over the batch).
+        """
+        X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
+        Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
+        value, grad = self._loss_and_flat_gradient(X, Y)
+        return value, self._unflatten(grad)
+
+    def _loss_and_flat_gradient(self, X, Y):
+        a_buf, z_buf, d_buf = self._unit_buffers(X.shape[0], 3)
+        grad = np.empty(self._n_params, dtype=self.dtype)
+        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, X, Y, a_buf, z_buf, d_buf, grad)
+        return float(value), grad
+
+    def loss_value(self, X, Y):
+        """Mean loss over X, Y (forward passes only)."""
+        X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
+        Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
+        return self._loss_value_checked(X, Y)
+
+    def _loss_value_checked(self, X, Y):
+        chunk = min(X.shape[0], PREDICT_CHUNK)
+        a_buf, z_buf = self._unit_buffers(chunk, 2)
+        return float(K._loss_value(self.theta, self._arch, self._loss_code, X, Y, a_buf, z_buf, chunk))
+
+    def vjp(self, X, V):
+        """Vector-Jacobian product V^T J of the output a[L] with respect to the input.
+
+        X of shape (n[0],) with V of shape (n[L],), or X of shape (B, n[0])
+        with V of shape (B, n[L]); returns the same rank as X.
+        """
+        X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
+        V, _ = check_inputs(V, self.layer_sizes[-1], self.dtype, name="V")
+        if V.shape[0] != X.shape[0]:
+            raise ValueError(f"V must have one row per sample of X ({X.shape[0]}), got {V.shape[0]}.")
+        gx = self._vjp_checked(X, V)
+        return gx[0] if one else gx
+
+    def _vjp_checked(self, X, V):
+        B = X.shape[0]
+        a_buf, z_buf, d_buf = self._unit_buffers(B, 3)
+        gx = np.empty((B, self.layer_sizes[0]), dtype=self.dtype)
+        K._vjp(self.theta, self._arch, X, V, a_buf, z_buf, d_buf, gx)
+        return gx
+
+    def input_gradient(self, X):
+        """Gradient of the single output a[L] with respect to the input x (seeds 000/001).
+
+        Needs n[L] == 1.  X of shape (n[0],) -> (n[0],); (B, n[0]) -> (B, n[0]).
+        For several outputs use ``jacobian`` or ``vjp``.
+        """
+        if self.layer_sizes[-1] != 1:
+            raise ValueError(f"input_gradient needs a network with 1 output, got {self.layer_sizes[-1]} outputs; "
+                             "use jacobian(x) or vjp(x, v) instead.")
+        X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
+        gx = self._vjp_checked(X, np.ones((X.shape[0], 1), dtype=self.dtype))
+        return gx[0] if one else gx
+
+    def jacobian(self, X):
+        """Jacobian d a[L] / d x: shape (n[L], n[0]) for one sample, (B, n[L], n[0]) for a batch.
+
+        Row i is the vector-Jacobian product with the i-th unit vector: the
+        input-gradient recursion of seeds 000/001 seeded with e_i.
+        """
+        X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
+        n_out = self.layer_sizes[-1]
+        B = X.shape[0]
+        Xr = np.ascontiguousarray(np.repeat(X, n_out, axis=0))
+        V = np.ascontiguousarray(np.tile(np.eye(n_out, dtype=self.dtype), (B, 1)))
+        J = self._vjp_checked(Xr, V).reshape(B, n_out, self.layer_sizes[0])
+        return J[0] if one else J
+
+    # -- training ------------------------------------------------------------
+
+    def fit(self, X, Y, epochs=10, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True,
+            validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
+            weight_decay=0.0, on_nonfinite="raise", seed=None):
+        """Train by mini-batch gradient descent (seeds 002, 004); return the history.
+
+        Each epoch runs as one compiled call (``_kernels._train_epoch``):
+        shuffling, mini-batches, forward, delta recursion, gradients and the
+        optimizer step, over buffers allocated once here.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n[0])
+        Y : targets (see ``loss_and_gradients``)
+        epochs : int >= 1
+        batch_size : int >= 1 (capped at n_samples); the last batch may be smaller
+        learning_rate : float > 0, eta in W <- W - eta dC/dW
+        optimizer : "sgd", "momentum", "nesterov" or "adam" (see ``optimizers``)
+        shuffle : bool, reshuffle the samples every epoch
+        validation_data : (X_val, Y_val), optional, evaluated after each epoch
+        progress : bool or None; None shows a tqdm bar only on a terminal
+        momentum, beta1, beta2, eps : optimizer hyper-parameters
+        weight_decay : float >= 0, L2 penalty on weights (not biases)
+        on_nonfinite : "raise" (default) stops with DivergenceError at the
+            first non-finite loss or gradient, keeping the last finite
+            parameters; "skip" skips such mini-batches and counts them in
+            history["skipped_steps"].
+        seed : int, optional; seeds the shuffling (default: the network's generator)
+
+        Returns
+        -------
+        history : dict of lists, one entry per epoch: "loss" (mean training
+            loss over the epoch's mini-batches), and with validation data
+            "val_loss" and, for bce/cross_entropy, "val_accuracy"; also
+            "accuracy" for classification losses and "seconds".
+        """
+        X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
+        Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
+        epochs = check_int("epochs", epochs, minimum=1)
+        batch_size = min(check_int("batch_size", batch_size, minimum=1), X.shape[0])
+        lr = check_float("learning_rate", learning_rate, low=0.0, low_open=True)
+        optimizer = check_choice("optimizer", optimizer, optimizers.CODES)
+        on_nonfinite = check_choice("on_nonfinite", on_nonfinite, {"raise", "skip"})
+        options = {
+            "momentum": check_float("momentum", momentum, low=0.0, high=1.0, high_open=True),
+            "beta1": check_float("beta1", beta1, low=0.0, high=1.0, high_open=True),
+            "beta2": check_float("beta2", beta2, low=0.0, high=1.0, high_open=True),
+            "eps": check_float("eps", eps, low=0.0, low_open=True),
+            "weight_decay": check_float("weight_decay", weight_decay, low=0.0),
+        }
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be a tuple (X_val, Y_val), "
+                                f"got {type(validation_data).__name__}.")
+            Xv, _ = check_inputs(validation_data[0], self.layer_sizes[0], self.dtype, name="validation X")
+            Yv = check_targets(validation_data[1], self.loss, self.layer_sizes[-1], Xv.shape[0], self.dtype,
+                               name="validation Y")
+        rng = self._rng if seed is None else np.random.default_rng(check_int("seed", seed, minimum=0))
+
+        # Everything the epoch kernel touches, allocated once.
+        a_buf, z_buf, d_buf = self._unit_buffers(batch_size, 3)
+        y_buf = np.empty(batch_size * self.layer_sizes[-1], dtype=self.dtype)
+        grad = np.empty(self._n_params, dtype=self.dtype)
+        perm = np.arange(X.shape[0], dtype=np.int64)
+        state = optimizers.new_state(self._n_params, self.dtype)
+        hyper = optimizers.hyper_array(options)
+        opt_code = optimizers.CODES[optimizer]
+        classify = self.loss in losses.CLASSIFICATION
+
+        history = {"loss": [], "seconds": []}
+        if classify:
+            history["accuracy"] = []
+        if validation_data is not None:
+            history["val_loss"] = []
+            if classify:
+                history["val_accuracy"] = []
+        if on_nonfinite == "skip":
+            history["skipped_steps"] = []
+
+        bar = _progress_bar(epochs, progress)
+        t = 0
+        try:
+            for epoch in range(1, epochs + 1):
+                started = time.perf_counter()
+                shuffle_seed = int(rng.integers(0, 2**31 - 1)) if shuffle else -1
+                total, seen, steps, skipped, status = K._train_epoch(
+                    self.theta, self._arch, self._loss_code, X, Y, perm, shuffle_seed, batch_size,
+                    opt_code, lr, hyper, state, t, on_nonfinite == "skip", a_buf, z_buf, d_buf, y_buf, grad)
+                t += steps
+                if status != K.OK:
+                    what = "loss" if status == K.NONFINITE_LOSS else "gradient"
+                    step = steps + skipped + 1
+                    raise DivergenceError(
+                        f"training diverged: non-finite {what} at epoch {epoch}, step {step} "
+                        f"(mini-batch {step} of {math.ceil(X.shape[0] / batch_size)}). The network keeps the "
+                        f"parameters of the last finite step. Try a smaller learning_rate (got {lr:g}), "
+                        "or on_nonfinite='skip'.", epoch=epoch, step=step, history=history)
+                history["loss"].append(total / seen if seen else float("nan"))
+                if classify:
+                    history["accuracy"].append(_accuracy(self._forward_checked(X), Y, self.loss))
+                if on_nonfinite == "skip":
+                    history["skipped_steps"].append(skipped)
+                if validation_data is not None:
+                    history["val_loss"].append(self._loss_value_checked(Xv, Yv))
+                    if classify:
+                        history["val_accuracy"].append(_accuracy(self._forward_checked(Xv), Yv, self.loss))
+                history["seconds"].append(time.perf_counter() - started)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
+                                     if k in ("loss", "val_loss", "val_accuracy")})
+        finally:
+            if bar is not None:
+                bar.close()
+        return history
+
+    def evaluate(self, X, Y):
+        """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y."""
+        X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
+        Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
+        result = {"loss": self._loss_value_checked(X, Y)}
+        if self.loss in losses.CLASSIFICATION:
+            result["accuracy"] = _accuracy(self._forward_checked(X), Y, self.loss)
+        return result
+
+    # -- files -------------------------------------------------------------
+
+    def _to_arrays(self):
+        return {
+            "format": np.array(io.FORMAT),
+            "format_version": np.array(io.FORMAT_VERSION, dtype=np.int64),
+            "layer_sizes": np.array(self.layer_sizes, dtype=np.int64),
+            "activations": np.array(self.activations),
+            "loss": np.array(self.loss),
+            "dtype": np.array(np.dtype(self.dtype).name),
+            "theta": self.theta.copy(),
+        }
+
+    def save(self, path):
+        """Write the network to an .npz model file (format: ``backprop_numba.io``), atomically."""
+        io.save_arrays(path, self._to_arrays())
+
+    @classmethod
+    def load(cls, path):
+        """Read a network saved by ``save``; refuses altered, truncated or foreign files."""
+        arrays = io.load_arrays(path)
+        return cls._from_arrays(arrays, path)
+
+    @classmethod
+    def _from_arrays(cls, arrays, path="model file"):
+        try:
+            sizes = [int(n) for n in arrays["layer_sizes"]]
+            acts = [str(a) for a in arrays["activations"]]
+            net = cls.__new__(cls)
+            net._configure(sizes, acts[:-1], acts[-1], str(arrays["loss"]), str(arrays["dtype"]))
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"{path} describes an invalid network: {exc}") from None
+        theta = arrays["theta"]
+        if theta.shape != (net._n_params,) or theta.dtype != net.dtype:
+            raise ValueError(f"{path} holds {theta.shape} parameters of dtype {theta.dtype}; the network it "
+                             f"describes needs ({net._n_params},) of dtype {np.dtype(net.dtype).name}.")
+        if not np.isfinite(theta).all():
+            raise ValueError(f"{path} holds non-finite parameters.")
+        net.theta = np.ascontiguousarray(theta.copy())
+        net._rng = np.random.default_rng()
+        return net
+
+
+def _as_param(name, value, ndim):
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a rectangular numeric array.") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf.")
+    return arr
+
+
+def _classes(out):
+    if out.shape[1] == 1:
+        return (out[:, 0] > 0.5).astype(np.int64)
+    return np.argmax(out, axis=1)
+
+
+def _accuracy(out, Y, loss):
+    """Fraction correct: argmax against the one-hot target for cross_entropy;
+    elementwise a > 0.5 against y > 0.5 otherwise (Keras' binary accuracy)."""
+    if loss == "cross_entropy":
+        return float(np.mean(np.argmax(out, axis=1) == np.argmax(Y, axis=1)))
+    return float(np.mean((out > 0.5) == (Y > 0.5)))
+
+
+def _progress_bar(epochs, progress):
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar without it
+        return None
+    # disable=None: tqdm turns itself off when stderr is not a terminal.
+    return tqdm(total=epochs, unit="epoch", disable=None if progress is None else False, file=sys.stderr,
+                leave=False)
