@@ -366,20 +366,25 @@ class MLP:
 
     def fit(self, X, Y, epochs=10, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True,
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
-            weight_decay=0.0, on_nonfinite="raise", seed=None):
+            weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
+            early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,
+            resume_from=None):
         """Train by mini-batch gradient descent (seeds 002, 004); return the history.
 
         Each epoch runs as one compiled call (``_kernels._train_epoch``):
         shuffling, mini-batches, forward, delta recursion, gradients and the
-        optimizer step, over buffers allocated once here.
+        optimizer step, over buffers allocated once here.  Python runs only
+        between epochs (learning-rate schedule, validation, early stopping,
+        checkpoints, progress bar).
 
         Parameters
         ----------
         X : array of shape (n_samples, n[0])
         Y : targets (see ``loss_and_gradients``)
-        epochs : int >= 1
+        epochs : int >= 1, the total number of epochs of the run (a resumed
+            run counts the epochs of its checkpoint in)
         batch_size : int >= 1 (capped at n_samples); the last batch may be smaller
-        learning_rate : float > 0, eta in W <- W - eta dC/dW
+        learning_rate : float > 0, eta in W <- W - eta dC/dW (eta_0 of a schedule)
         optimizer : "sgd", "momentum", "nesterov" or "adam" (see ``optimizers``)
         shuffle : bool, reshuffle the samples every epoch
         validation_data : (X_val, Y_val), optional, evaluated after each epoch
@@ -390,19 +395,41 @@ class MLP:
             first non-finite loss or gradient, keeping the last finite
             parameters; "skip" skips such mini-batches and counts them in
             history["skipped_steps"].
-        seed : int, optional; seeds the shuffling (default: the network's generator)
+        seed : int, optional; seeds the shuffling and the validation split
+            (default: the network's generator)
+        lr_schedule : None, "constant", "step", "exponential", "cosine" or a
+            ``schedules.Schedule`` (e.g. ``schedules.Step(10, 0.5)``): the
+            learning rate of each epoch; a name uses that schedule's defaults.
+        validation_fraction : float in (0, 1), optional; hold out this fraction
+            of X, Y (a seeded random split) as validation data.  Not with
+            validation_data.
+        early_stopping : bool; stop when val_loss has not improved by more
+            than min_delta for `patience` epochs, and restore the parameters
+            of the best epoch.  Needs validation_data or validation_fraction.
+        patience : int >= 1;  min_delta : float >= 0
+        checkpoint_every : int >= 1, optional; write a checkpoint to
+            checkpoint_path every that many epochs (and after the last one).
+        checkpoint_path : path of the checkpoint file (overwritten atomically)
+        resume_from : path of a checkpoint written by an earlier ``fit``;
+            training continues from its epoch with its parameters, optimizer
+            state, step counter, random state and history.  With the same data
+            and options, the result is bit-identical to an uninterrupted run.
 
         Returns
         -------
         history : dict of lists, one entry per epoch: "loss" (mean training
             loss over the epoch's mini-batches), and with validation data
             "val_loss" and, for bce/cross_entropy, "val_accuracy"; also
-            "accuracy" for classification losses and "seconds".
+            "accuracy" for classification losses, "seconds", and "lr" when a
+            schedule is given.  With early stopping, also the ints
+            "best_epoch" (1-based) and "stopped_epoch" (0 if it ran to the end).
         """
+        from . import checkpoint as ckpt
+        from . import schedules
+
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
         epochs = check_int("epochs", epochs, minimum=1)
-        batch_size = min(check_int("batch_size", batch_size, minimum=1), X.shape[0])
         lr = check_float("learning_rate", learning_rate, low=0.0, low_open=True)
         optimizer = check_choice("optimizer", optimizer, optimizers.CODES)
         on_nonfinite = check_choice("on_nonfinite", on_nonfinite, {"raise", "skip"})
@@ -413,6 +440,20 @@ class MLP:
             "eps": check_float("eps", eps, low=0.0, low_open=True),
             "weight_decay": check_float("weight_decay", weight_decay, low=0.0),
         }
+        schedule = schedules.get_schedule(lr_schedule)
+        early_stopping = bool(early_stopping)
+        patience = check_int("patience", patience, minimum=1)
+        min_delta = check_float("min_delta", min_delta, low=0.0)
+        if checkpoint_every is not None:
+            checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+            if checkpoint_path is None:
+                raise ValueError("checkpoint_path must be given with checkpoint_every, got None.")
+        if validation_fraction is not None:
+            validation_fraction = check_float("validation_fraction", validation_fraction, low=0.0, high=1.0,
+                                              low_open=True, high_open=True)
+            if validation_data is not None:
+                raise ValueError("validation_fraction must be None when validation_data is given, "
+                                 f"got {validation_fraction}.")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be a tuple (X_val, Y_val), "
@@ -420,7 +461,37 @@ class MLP:
             Xv, _ = check_inputs(validation_data[0], self.layer_sizes[0], self.dtype, name="validation X")
             Yv = check_targets(validation_data[1], self.loss, self.layer_sizes[-1], Xv.shape[0], self.dtype,
                                name="validation Y")
+        if early_stopping and validation_data is None and validation_fraction is None:
+            raise ValueError("early_stopping needs validation_data or validation_fraction, got neither.")
         rng = self._rng if seed is None else np.random.default_rng(check_int("seed", seed, minimum=0))
+
+        resumed = None
+        if resume_from is not None:
+            arrays, resumed = ckpt.read_checkpoint(resume_from)
+            saved = type(self)._from_arrays(arrays, resume_from)
+            if (saved.layer_sizes, saved.activations, saved.loss, saved.dtype) != \
+                    (self.layer_sizes, self.activations, self.loss, self.dtype):
+                raise ValueError(f"resume_from must be a checkpoint of this network ({self!r}), got {saved!r}.")
+            if resumed["optimizer"] != optimizer:
+                raise ValueError(f"optimizer must be the checkpoint's ({resumed['optimizer']!r}) to resume, "
+                                 f"got {optimizer!r}.")
+            rng.bit_generator.state = resumed["rng_state"]
+            split_seed = resumed["split_seed"]
+        else:
+            split_seed = int(rng.integers(0, 2**31 - 1)) if validation_fraction is not None else -1
+
+        if validation_fraction is not None:
+            n = X.shape[0]
+            n_val = int(round(validation_fraction * n))
+            if n_val < 1 or n - n_val < 1:
+                raise ValueError(f"validation_fraction must leave at least one sample on each side of the split "
+                                 f"of {n} samples, got {validation_fraction}.")
+            order = np.random.default_rng(split_seed).permutation(n)
+            Xv, Yv = X[order[:n_val]], Y[order[:n_val]]
+            X, Y = np.ascontiguousarray(X[order[n_val:]]), np.ascontiguousarray(Y[order[n_val:]])
+            Xv, Yv = np.ascontiguousarray(Xv), np.ascontiguousarray(Yv)
+        validate = validation_data is not None or validation_fraction is not None
+        batch_size = min(check_int("batch_size", batch_size, minimum=1), X.shape[0])
 
         # Everything the epoch kernel touches, allocated once.
         a_buf, z_buf, d_buf = self._unit_buffers(batch_size, 3)
@@ -435,22 +506,45 @@ class MLP:
         history = {"loss": [], "seconds": []}
         if classify:
             history["accuracy"] = []
-        if validation_data is not None:
+        if validate:
             history["val_loss"] = []
             if classify:
                 history["val_accuracy"] = []
         if on_nonfinite == "skip":
             history["skipped_steps"] = []
+        if lr_schedule is not None:
+            history["lr"] = []
+        # Early stopping: best val_loss, its epoch (1-based), epochs since.
+        best_loss, best_epoch, wait = math.inf, 0, 0
+        best_theta = self.theta.copy()
+        t = 0
+        first = 1
+        if resumed is not None:
+            self.theta[...] = arrays["theta"]
+            state[...] = resumed["state"]
+            t = resumed["step"]
+            first = resumed["epoch"] + 1
+            history.update({k: list(v) for k, v in resumed["history"].items() if isinstance(v, list)})
+            best_theta[...] = resumed["best_theta"]
+            best_loss, best_epoch, wait = resumed["best"][0], int(resumed["best"][1]), int(resumed["best"][2])
+
+        def save_checkpoint(epoch):
+            ckpt.save_checkpoint(checkpoint_path, self, epoch=epoch, step=t, optimizer=optimizer, state=state,
+                                 rng=rng, split_seed=split_seed, history=history, best_theta=best_theta,
+                                 best=(best_loss, best_epoch, wait))
 
         bar = _progress_bar(epochs, progress)
-        t = 0
+        if bar is not None and first > 1:
+            bar.update(first - 1)
+        stopped = 0
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(first, epochs + 1):
                 started = time.perf_counter()
+                lr_epoch = schedule.lr(lr, epoch - 1, epochs)
                 shuffle_seed = int(rng.integers(0, 2**31 - 1)) if shuffle else -1
                 total, seen, steps, skipped, status = K._train_epoch(
                     self.theta, self._arch, self._loss_code, X, Y, perm, shuffle_seed, batch_size,
-                    opt_code, lr, hyper, state, t, on_nonfinite == "skip", a_buf, z_buf, d_buf, y_buf, grad)
+                    opt_code, lr_epoch, hyper, state, t, on_nonfinite == "skip", a_buf, z_buf, d_buf, y_buf, grad)
                 t += steps
                 if status != K.OK:
                     what = "loss" if status == K.NONFINITE_LOSS else "gradient"
@@ -458,25 +552,44 @@ class MLP:
                     raise DivergenceError(
                         f"training diverged: non-finite {what} at epoch {epoch}, step {step} "
                         f"(mini-batch {step} of {math.ceil(X.shape[0] / batch_size)}). The network keeps the "
-                        f"parameters of the last finite step. Try a smaller learning_rate (got {lr:g}), "
+                        f"parameters of the last finite step. Try a smaller learning_rate (got {lr_epoch:g}), "
                         "or on_nonfinite='skip'.", epoch=epoch, step=step, history=history)
                 history["loss"].append(total / seen if seen else float("nan"))
                 if classify:
                     history["accuracy"].append(_accuracy(self._forward_checked(X), Y, self.loss))
                 if on_nonfinite == "skip":
                     history["skipped_steps"].append(skipped)
-                if validation_data is not None:
+                if lr_schedule is not None:
+                    history["lr"].append(lr_epoch)
+                if validate:
                     history["val_loss"].append(self._loss_value_checked(Xv, Yv))
                     if classify:
                         history["val_accuracy"].append(_accuracy(self._forward_checked(Xv), Yv, self.loss))
                 history["seconds"].append(time.perf_counter() - started)
+                if early_stopping:
+                    if history["val_loss"][-1] < best_loss - min_delta:
+                        best_loss, best_epoch, wait = history["val_loss"][-1], epoch, 0
+                        best_theta[...] = self.theta
+                    else:
+                        wait += 1
+                    if wait >= patience:
+                        stopped = epoch
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
                                      if k in ("loss", "val_loss", "val_accuracy")})
+                if checkpoint_every is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped):
+                    save_checkpoint(epoch)
+                if stopped:
+                    break
         finally:
             if bar is not None:
                 bar.close()
+        if early_stopping:
+            if best_epoch > 0:
+                self.theta[...] = best_theta
+            history["best_epoch"] = best_epoch
+            history["stopped_epoch"] = stopped
         return history
 
     def evaluate(self, X, Y):
