@@ -269,12 +269,22 @@ class MLP:
         return self.forward(X)
 
     def predict_classes(self, X):
-        """Class labels: argmax for several outputs, a[L] > 0.5 for one output."""
-        out = self.forward(np.asarray(X))
-        if out.ndim == 1:
-            out = out[None, :]
-            return _classes(out)[0]
-        return _classes(out)
+        """Predicted labels.
+
+        Several outputs with a softmax: the argmax, shape (n_samples,).
+        One output: a[L] > 0.5 as 0/1, shape (n_samples,).  Several sigmoid
+        outputs (multi-label bce): a[L] > 0.5 per output, shape (n_samples, n[L]).
+        One sample (1-D X) gives one label (or one row).
+        """
+        X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
+        out = self._forward_checked(X)
+        if self.activations[-1] == "softmax":
+            labels = np.argmax(out, axis=1)
+        elif out.shape[1] == 1:
+            labels = (out[:, 0] > 0.5).astype(np.int64)
+        else:
+            labels = (out > 0.5).astype(np.int64)
+        return labels[0] if one else labels
 
     def loss_and_gradients(self, X, Y):
         """Mean loss over a batch and its gradient with respect to every W[l] and b[l].
@@ -658,12 +668,6 @@ def _as_param(name, value, ndim):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite, got NaN or inf.")
     return arr
-
-
-def _classes(out):
-    if out.shape[1] == 1:
-        return (out[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(out, axis=1)
 
 
 def _accuracy(out, Y, loss):
