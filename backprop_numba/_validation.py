@@ -7,10 +7,16 @@ Kernels are only ever called with what these functions return.
 
 import numbers
 import operator
+import os
 
 import numpy as np
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+# Upper bound on the number of parameters a network may describe (layer_sizes,
+# from_weights, model files): far beyond any memory, but it keeps the int64
+# offset arithmetic exact and turns absurd sizes into a ValueError.
+MAX_PARAMETERS = 2**40
 
 
 def _describe(value):
@@ -51,6 +57,57 @@ def check_float(name, value, low=None, high=None, low_open=False, high_open=Fals
     return value
 
 
+def check_bool(name, value, allow_none=False):
+    """Return value as a bool; only True/False (and NumPy booleans) are accepted."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        expected = "True, False or None" if allow_none else "True or False"
+        raise TypeError(f"{name} must be {expected}, got {_describe(value)}.")
+    return bool(value)
+
+
+def check_seed(name, seed):
+    """Return seed if np.random.default_rng accepts it: None, an int >= 0 or a Generator."""
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be None, an integer >= 0 or a numpy Generator, got {_describe(seed)}.")
+    seed = operator.index(seed)
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0, got {seed}.")
+    return seed
+
+
+def check_path(name, path):
+    """Return path as a str for anything os.fspath accepts (str, bytes, pathlib.Path)."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {_describe(path)}.") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError(f"{name} must be a non-empty file path, got {path!r}.")
+    return path
+
+
+def check_activation_names(activation, n_hidden, options):
+    """Hidden activations as a list of n_hidden names: one name for all, or one per hidden layer."""
+    if isinstance(activation, str) or activation is None:
+        names = [activation] * n_hidden
+    else:
+        try:
+            names = list(activation)
+        except TypeError:
+            raise TypeError(f"activation must be a name or a sequence of names (one per hidden layer), "
+                            f"got {_describe(activation)}.") from None
+        if len(names) != n_hidden:
+            raise ValueError(f"activation must be one name or one per hidden layer ({n_hidden}), "
+                             f"got {len(names)} names.")
+    return [check_choice("activation", a, options) for a in names]
+
+
 def check_dtype(dtype):
     """Return np.float32 or np.float64 for anything NumPy reads as one of them."""
     try:
@@ -78,6 +135,9 @@ def check_layer_sizes(sizes):
         if n < 1:
             raise ValueError(f"layer_sizes[{i}] must be >= 1, got {int(n)}.")
         out.append(int(n))
+    n_params = sum(out[l] * out[l - 1] + out[l] for l in range(1, len(out)))
+    if n_params > MAX_PARAMETERS:
+        raise ValueError(f"layer_sizes must describe at most 2**40 parameters, got {out} ({n_params} parameters).")
     return out
 
 
@@ -87,7 +147,7 @@ def _as_numeric(name, X):
         raise TypeError(f"{name} must be a numeric array, got a string.")
     try:
         arr = np.asarray(X)
-    except (ValueError, TypeError) as exc:  # ragged nested sequences
+    except (ValueError, TypeError, OverflowError) as exc:  # ragged nested sequences
         raise ValueError(f"{name} must be a rectangular numeric array, got {type(X).__name__} ({exc}).") from None
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}.")
@@ -96,7 +156,28 @@ def _as_numeric(name, X):
     return arr
 
 
-def check_inputs(X, n_features, dtype, name="X"):
+def _kernel_array(arr, dtype):
+    """arr as what a kernel may be given: C-contiguous, aligned, native-order dtype.
+
+    The caller's array is passed through only when it already is exactly that
+    and writeable; read-only, unaligned, non-contiguous or other-dtype input is
+    copied (kernels never write to their inputs, but a read-only or unaligned
+    array would also compile a second specialisation of every kernel).
+    """
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not (out.flags.writeable and out.flags.aligned):
+        out = np.array(out, dtype=dtype, order="C", copy=True)
+    return out
+
+
+def check_finite_result(what, values, hint):
+    """Raise if a kernel's result (an array or a float) holds NaN/inf: overflow is never returned silently."""
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what} must be finite, got NaN or inf: the computation overflowed. {hint}")
+    return values
+
+
+def check_inputs(X, n_features, dtype, name="X", what="the network's input size"):
     """Return (X as a C-contiguous (B, n_features) array of dtype, whether it was 1-D).
 
     One sample may be 1-D of shape (n_features,); a batch is 2-D.  Integer
@@ -109,13 +190,13 @@ def check_inputs(X, n_features, dtype, name="X"):
     if one:
         arr = arr.reshape(1, -1)
     if arr.shape[1] != n_features:
-        raise ValueError(f"{name} must have {n_features} features (the network's input size), got shape {arr.shape if not one else arr.shape[1:]}.")
+        raise ValueError(f"{name} must have {n_features} features ({what}), got shape {arr.shape if not one else arr.shape[1:]}.")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one sample, got an empty batch of shape {arr.shape}.")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _kernel_array(arr, dtype)
     if not np.isfinite(out).all():
-        what = "NaN" if np.isnan(out).any() else "inf"
-        raise ValueError(f"{name} must be finite, got {what} (after conversion to {np.dtype(dtype).name}).")
+        bad = "NaN" if np.isnan(out).any() else "inf"
+        raise ValueError(f"{name} must be finite, got {bad} (after conversion to {np.dtype(dtype).name}).")
     return out, one
 
 
@@ -141,10 +222,13 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
     elif arr.ndim == 1 and n_out == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2 or arr.shape != (n_samples, n_out):
-        raise ValueError(f"{name} must have shape ({n_samples}, {n_out}) to match X and the network's {n_out} outputs, got shape {arr.shape}.")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+        hint = " (or integer class labels of shape ({n_samples},))".format(n_samples=n_samples) \
+            if loss == "cross_entropy" else ""
+        raise ValueError(f"{name} must have shape ({n_samples}, {n_out}){hint} to match X and the network's "
+                         f"{n_out} outputs, got shape {arr.shape} of dtype {arr.dtype}.")
+    out = _kernel_array(arr, dtype)
     if not np.isfinite(out).all():
-        raise ValueError(f"{name} must be finite, got NaN or inf.")
+        raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
     if loss == "bce" and (out.min() < 0 or out.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for loss='bce', got values in [{out.min()}, {out.max()}].")
     if loss == "cross_entropy":
@@ -156,3 +240,7 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
         if bad.any():
             raise ValueError(f"{name} rows must sum to 1 for loss='cross_entropy' (one-hot or probabilities; or pass integer class labels), got a row summing to {sums[bad][0]:.6g}.")
     return out
+
+
+OVERFLOW_HINT = ("The inputs or the parameters are too large for the network's dtype: rescale X "
+                 "(e.g. standardise it), or check the weights.")

@@ -9,12 +9,17 @@ import numpy as np
 from . import _kernels as K
 from . import activations, io, losses, optimizers
 from ._validation import (
+    OVERFLOW_HINT,
+    check_activation_names,
+    check_bool,
     check_choice,
     check_dtype,
+    check_finite_result,
     check_float,
     check_inputs,
     check_int,
     check_layer_sizes,
+    check_seed,
     check_targets,
 )
 
@@ -99,7 +104,7 @@ class MLP:
     def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
                  seed=None, dtype=np.float64):
         self._configure(layer_sizes, activation, output_activation, loss, dtype)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(check_seed("seed", seed))
         self.theta = np.zeros(self._n_params, dtype=self.dtype)
         self._initialise()
 
@@ -112,13 +117,7 @@ class MLP:
         if output_activation is None:
             output_activation = losses.DEFAULT_OUTPUT[loss]
         output_activation = check_choice("output_activation", output_activation, activations.OUTPUT)
-        if isinstance(activation, str) or activation is None:
-            hidden = [activation] * (L - 1)
-        else:
-            hidden = list(activation)
-            if len(hidden) != L - 1:
-                raise ValueError(f"activation must be one name or one per hidden layer ({L - 1}), got {len(hidden)} names.")
-        hidden = [check_choice("activation", a, activations.HIDDEN) for a in hidden]
+        hidden = check_activation_names(activation, L - 1, activations.HIDDEN)
         needed = losses.REQUIRED_OUTPUT.get(loss)
         if needed is not None and output_activation != needed:
             raise ValueError(f"output_activation must be {needed!r} for loss={loss!r}, got {output_activation!r}.")
@@ -157,6 +156,10 @@ class MLP:
             float32, else float64.
         """
         layout = check_choice("layout", layout, {"column", "row"})
+        seed = check_seed("seed", seed)
+        for name, value in (("weights", weights), ("biases", biases)):
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise TypeError(f"{name} must be a sequence of arrays (one per layer), got {type(value).__name__}.")
         if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
             raise TypeError("weights and biases must be sequences of arrays (one per layer), got a single ndarray.")
         weights, biases = list(weights), list(biases)
@@ -186,6 +189,13 @@ class MLP:
         net._configure(sizes, activation, output_activation, loss, dtype)
         net._rng = np.random.default_rng(seed)
         net.theta = np.zeros(net._n_params, dtype=net.dtype)
+        limit = np.finfo(net.dtype).max
+        for l in range(len(Ws)):
+            for name, arr in ((f"weights[{l}]", Ws[l]), (f"biases[{l}]", bs[l])):
+                big = np.abs(arr.astype(np.float64)).max()
+                if big > limit:
+                    raise ValueError(f"{name} must fit in {np.dtype(net.dtype).name} (|value| <= {limit:.4g}), "
+                                     f"got a value of magnitude {big:.4g}.")
         for l in range(1, net.n_layers + 1):
             net.W(l)[...] = Ws[l - 1]
             net.b(l)[...] = bs[l - 1]
@@ -253,7 +263,7 @@ class MLP:
         ndarray of shape (n[L],) or (n_samples, n[L]), in the network's dtype.
         """
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
-        out = self._forward_checked(X)
+        out = check_finite_result("the network output", self._forward_checked(X), OVERFLOW_HINT)
         return out[0] if one else out
 
     def _forward_checked(self, X):
@@ -306,6 +316,8 @@ class MLP:
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
         value, grad = self._loss_and_flat_gradient(X, Y)
+        check_finite_result("the loss", value, OVERFLOW_HINT)
+        check_finite_result("the gradient", grad, OVERFLOW_HINT)
         return value, self._unflatten(grad)
 
     def _loss_and_flat_gradient(self, X, Y):
@@ -318,7 +330,7 @@ class MLP:
         """Mean loss over X, Y (forward passes only)."""
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        return self._loss_value_checked(X, Y)
+        return check_finite_result("the loss", self._loss_value_checked(X, Y), OVERFLOW_HINT)
 
     def _loss_value_checked(self, X, Y):
         chunk = min(X.shape[0], PREDICT_CHUNK)
@@ -332,10 +344,10 @@ class MLP:
         with V of shape (B, n[L]); returns the same rank as X.
         """
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
-        V, _ = check_inputs(V, self.layer_sizes[-1], self.dtype, name="V")
+        V, _ = check_inputs(V, self.layer_sizes[-1], self.dtype, name="V", what="the network's output size")
         if V.shape[0] != X.shape[0]:
             raise ValueError(f"V must have one row per sample of X ({X.shape[0]}), got {V.shape[0]}.")
-        gx = self._vjp_checked(X, V)
+        gx = check_finite_result("the vector-Jacobian product", self._vjp_checked(X, V), OVERFLOW_HINT)
         return gx[0] if one else gx
 
     def _vjp_checked(self, X, V):
@@ -356,6 +368,7 @@ class MLP:
                              "use jacobian(x) or vjp(x, v) instead.")
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
         gx = self._vjp_checked(X, np.ones((X.shape[0], 1), dtype=self.dtype))
+        check_finite_result("the input gradient", gx, OVERFLOW_HINT)
         return gx[0] if one else gx
 
     def jacobian(self, X):
@@ -370,6 +383,7 @@ class MLP:
         Xr = np.ascontiguousarray(np.repeat(X, n_out, axis=0))
         V = np.ascontiguousarray(np.tile(np.eye(n_out, dtype=self.dtype), (B, 1)))
         J = self._vjp_checked(Xr, V).reshape(B, n_out, self.layer_sizes[0])
+        check_finite_result("the Jacobian", J, OVERFLOW_HINT)
         return J[0] if one else J
 
     # -- training ------------------------------------------------------------
@@ -443,6 +457,8 @@ class MLP:
         lr = check_float("learning_rate", learning_rate, low=0.0, low_open=True)
         optimizer = check_choice("optimizer", optimizer, optimizers.CODES)
         on_nonfinite = check_choice("on_nonfinite", on_nonfinite, {"raise", "skip"})
+        shuffle = check_bool("shuffle", shuffle)
+        progress = check_bool("progress", progress, allow_none=True)
         options = {
             "momentum": check_float("momentum", momentum, low=0.0, high=1.0, high_open=True),
             "beta1": check_float("beta1", beta1, low=0.0, high=1.0, high_open=True),
@@ -552,12 +568,13 @@ class MLP:
                 started = time.perf_counter()
                 lr_epoch = schedule.lr(lr, epoch - 1, epochs)
                 shuffle_seed = int(rng.integers(0, 2**31 - 1)) if shuffle else -1
-                total, seen, steps, skipped, status = K._train_epoch(
+                total, seen, steps, skipped, status = _guarded_epoch(
                     self.theta, self._arch, self._loss_code, X, Y, perm, shuffle_seed, batch_size,
                     opt_code, lr_epoch, hyper, state, t, on_nonfinite == "skip", a_buf, z_buf, d_buf, y_buf, grad)
                 t += steps
                 if status != K.OK:
-                    what = "loss" if status == K.NONFINITE_LOSS else "gradient"
+                    what = {K.NONFINITE_LOSS: "loss", K.NONFINITE_GRADIENT: "gradient"}.get(
+                        status, "parameters after the optimizer step")
                     step = steps + skipped + 1
                     raise DivergenceError(
                         f"training diverged: non-finite {what} at epoch {epoch}, step {step} "
@@ -606,7 +623,7 @@ class MLP:
         """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y."""
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        result = {"loss": self._loss_value_checked(X, Y)}
+        result = {"loss": check_finite_result("the loss", self._loss_value_checked(X, Y), OVERFLOW_HINT)}
         if self.loss in losses.CLASSIFICATION:
             result["accuracy"] = _accuracy(self._forward_checked(X), Y, self.loss)
         return result
@@ -641,7 +658,7 @@ class MLP:
             acts = [str(a) for a in arrays["activations"]]
             net = cls.__new__(cls)
             net._configure(sizes, acts[:-1], acts[-1], str(arrays["loss"]), str(arrays["dtype"]))
-        except (TypeError, ValueError, IndexError) as exc:
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"{path} describes an invalid network: {exc}") from None
         theta = arrays["theta"]
         if theta.shape != (net._n_params,) or theta.dtype != net.dtype:
@@ -688,3 +705,53 @@ def _progress_bar(epochs, progress):
     # disable=None: tqdm turns itself off when stderr is not a terminal.
     return tqdm(total=epochs, unit="epoch", disable=None if progress is None else False, file=sys.stderr,
                 leave=False)
+
+
+# Status of _guarded_epoch (beyond _kernels.OK/NONFINITE_*): an optimizer step
+# turned finite parameters into inf/NaN (overflow of theta - lr * step).
+NONFINITE_PARAMETERS = 3
+
+
+def _guarded_epoch(theta, arch, loss_code, X, Y, perm, shuffle_seed, batch_size, opt_code, lr, hyper, state, t,
+                   skip, a_buf, z_buf, d_buf, y_buf, grad):
+    """``_kernels._train_epoch``, plus a guarantee the kernel alone does not give.
+
+    The kernel checks each mini-batch's loss and gradient, but an optimizer step
+    with a finite gradient can still overflow theta to inf (a huge learning
+    rate or gradient).  Here theta and the optimizer state are copied before
+    the epoch and checked after it (O(P), once per epoch); only when theta is
+    no longer finite is the epoch replayed from the copy one mini-batch at a
+    time (same rows, same order, same arithmetic, so bit-identical up to the
+    bad step), and the step that overflowed is undone and reported
+    (NONFINITE_PARAMETERS), or skipped with ``skip``.  Same arguments and
+    return value as the kernel.
+    """
+    theta0, state0 = theta.copy(), state.copy()
+    result = K._train_epoch(theta, arch, loss_code, X, Y, perm, shuffle_seed, batch_size, opt_code, lr, hyper,
+                            state, t, skip, a_buf, z_buf, d_buf, y_buf, grad)
+    if np.isfinite(theta).all():
+        return result
+    theta[...] = theta0
+    state[...] = state0
+    total, seen, steps, skipped = 0.0, 0, 0, 0
+    for start in range(0, X.shape[0], batch_size):
+        rows = perm[start:start + batch_size]  # perm holds this epoch's order (shuffled in place by the kernel)
+        Xb, Yb = np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows])
+        theta0[...] = theta
+        state0[...] = state
+        b_total, b_seen, b_steps, _, status = K._train_epoch(
+            theta, arch, loss_code, Xb, Yb, np.arange(rows.shape[0], dtype=np.int64), -1, batch_size, opt_code,
+            lr, hyper, state, t + steps, False, a_buf, z_buf, d_buf, y_buf, grad)
+        if status == K.OK and not np.isfinite(theta).all():
+            theta[...] = theta0
+            state[...] = state0
+            status = NONFINITE_PARAMETERS
+        if status != K.OK:
+            if skip:
+                skipped += 1
+                continue
+            return total, seen, steps, skipped, status
+        total += b_total
+        seen += b_seen
+        steps += b_steps
+    return total, seen, steps, skipped, K.OK
