@@ -1,0 +1,264 @@
+"""Bad input at every public entry point: a clear ValueError/TypeError naming the problem.
+
+SPEC section 3, issue 4.  Each row of BAD is (id, call, exception type, regex
+the message must match); ``call`` takes the fixtures below.  Every row must
+fail at the Python boundary, before any kernel runs.
+"""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from backprop_numba import MLP, check_gradients
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(6, 3))
+Y_REG = RNG.normal(size=(6, 2))
+Y_BCE = (RNG.random(size=(6, 1)) > 0.5).astype(float)
+LABELS = np.array([0, 1, 2, 0, 1, 2])
+
+
+def reg():
+    return MLP([3, 4, 2], activation="tanh", loss="mse", seed=0)
+
+
+def clf():
+    return MLP([3, 4, 3], activation="relu", loss="cross_entropy", seed=0)
+
+
+def bin1():
+    return MLP([3, 4, 1], loss="bce", seed=0)
+
+
+def fit(net, x, y, **kw):
+    kw.setdefault("epochs", 1)
+    kw.setdefault("progress", False)
+    return net.fit(x, y, **kw)
+
+
+W_OK = [np.ones((4, 3)), np.ones((2, 4))]
+B_OK = [np.zeros(4), np.zeros(2)]
+
+
+def _tmp_file(name, data):
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="bpn-bad-")
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+BAD = [
+    # -- constructor --------------------------------------------------------
+    ("sizes-one-layer", lambda: MLP([3]), ValueError, r"layer_sizes must have at least 2 layers"),
+    ("sizes-zero", lambda: MLP([3, 0, 1]), ValueError, r"layer_sizes\[1\] must be >= 1, got 0"),
+    ("sizes-negative", lambda: MLP([3, -2]), ValueError, r"layer_sizes\[1\] must be >= 1, got -2"),
+    ("sizes-float", lambda: MLP([3, 2.5]), TypeError, r"layer_sizes\[1\] must be an integer, got 2.5"),
+    ("sizes-bool", lambda: MLP([3, True]), TypeError, r"layer_sizes\[1\] must be an integer"),
+    ("sizes-string", lambda: MLP("3,2"), TypeError, r"layer_sizes must be a sequence of integers"),
+    ("sizes-int", lambda: MLP(3), TypeError, r"layer_sizes must be a sequence of integers"),
+    ("sizes-absurd", lambda: MLP([10**12, 10**12]), ValueError, r"layer_sizes must describe at most 2\*\*40"),
+    ("activation-unknown", lambda: MLP([3, 4, 1], activation="swish"), ValueError,
+     r"activation must be one of \['identity', 'relu', 'sigmoid', 'tanh'\], got 'swish'"),
+    ("activation-softmax-hidden", lambda: MLP([3, 4, 2], activation="softmax"), ValueError,
+     r"activation must be one of"),
+    ("activation-count", lambda: MLP([3, 4, 4, 1], activation=["tanh"]), ValueError,
+     r"activation must be one name or one per hidden layer \(2\), got 1"),
+    ("activation-not-iterable", lambda: MLP([3, 4, 1], activation=5), TypeError,
+     r"activation must be a name or a sequence of names"),
+    ("loss-unknown", lambda: MLP([3, 1], loss="hinge"), ValueError, r"loss must be one of \['bce', 'cross_entropy'"),
+    ("loss-not-str", lambda: MLP([3, 1], loss=None), TypeError, r"loss must be a string"),
+    ("output-unknown", lambda: MLP([3, 1], output_activation="exp"), ValueError, r"output_activation must be one of"),
+    ("softmax-one-output", lambda: MLP([3, 1], output_activation="softmax"), ValueError,
+     r"output_activation='softmax' needs at least 2 outputs"),
+    ("bce-needs-sigmoid", lambda: MLP([3, 1], loss="bce", output_activation="identity"), ValueError,
+     r"output_activation must be 'sigmoid' for loss='bce'"),
+    ("ce-needs-softmax", lambda: MLP([3, 2], loss="cross_entropy", output_activation="sigmoid"), ValueError,
+     r"output_activation must be 'softmax' for loss='cross_entropy'"),
+    ("dtype-int", lambda: MLP([3, 1], dtype=np.int32), ValueError, r"dtype must be float32 or float64, got int32"),
+    ("dtype-float16", lambda: MLP([3, 1], dtype="float16"), ValueError, r"dtype must be float32 or float64"),
+    ("dtype-nonsense", lambda: MLP([3, 1], dtype="banana"), TypeError, r"dtype must be float32 or float64"),
+    ("seed-negative", lambda: MLP([3, 1], seed=-1), ValueError, r"seed must be >= 0, got -1"),
+    ("seed-string", lambda: MLP([3, 1], seed="abc"), TypeError, r"seed must be None, an integer >= 0"),
+    # -- from_weights -------------------------------------------------------
+    ("fw-no-chain", lambda: MLP.from_weights([np.ones((4, 3)), np.ones((2, 5))], [np.zeros(4), np.zeros(2)]),
+     ValueError, r"weights\[1\] must have shape \(2, 4\) to chain"),
+    ("fw-bias-shape", lambda: MLP.from_weights(W_OK, [np.zeros(4), np.zeros(3)]), ValueError,
+     r"biases\[1\] must have shape \(2,\), got \(3,\)"),
+    ("fw-count", lambda: MLP.from_weights(W_OK, B_OK[:1]), ValueError, r"biases must have one array per layer \(2\), got 1"),
+    ("fw-empty", lambda: MLP.from_weights([], []), ValueError, r"weights must hold at least one layer"),
+    ("fw-none", lambda: MLP.from_weights(None, None), TypeError, r"weights must be a sequence of arrays"),
+    ("fw-single-ndarray", lambda: MLP.from_weights(np.ones((4, 3)), np.zeros(4)), TypeError,
+     r"weights and biases must be sequences of arrays"),
+    ("fw-1d-weight", lambda: MLP.from_weights([np.ones(3)], [np.zeros(1)]), ValueError, r"weights\[0\] must be 2-D"),
+    ("fw-nan", lambda: MLP.from_weights([np.full((2, 3), np.nan)], [np.zeros(2)]), ValueError,
+     r"weights\[0\] must be finite"),
+    ("fw-complex", lambda: MLP.from_weights([np.ones((2, 3), complex)], [np.zeros(2)]), TypeError,
+     r"weights\[0\] must hold real numbers"),
+    ("fw-overflow-float32", lambda: MLP.from_weights([np.full((2, 3), 1e39)], [np.zeros(2)], dtype=np.float32),
+     ValueError, r"weights\[0\] must fit in float32"),
+    ("fw-layout", lambda: MLP.from_weights(W_OK, B_OK, layout="transposed"), ValueError,
+     r"layout must be one of \['column', 'row'\]"),
+    # -- forward / predict ----------------------------------------------------
+    ("forward-features", lambda: reg().forward(np.ones((2, 4))), ValueError, r"X must have 3 features"),
+    ("forward-3d", lambda: reg().forward(np.ones((2, 3, 1))), ValueError, r"X must be 1-D .* or 2-D .*got 3-D"),
+    ("forward-0d", lambda: reg().forward(np.float64(1.0)), ValueError, r"X must be 1-D .*got 0-D"),
+    ("forward-empty", lambda: reg().forward(np.ones((0, 3))), ValueError, r"X must hold at least one sample"),
+    ("forward-nan", lambda: reg().forward(np.array([[1.0, np.nan, 0.0]])), ValueError, r"X must be finite, got NaN"),
+    ("forward-inf", lambda: reg().forward(np.array([[1.0, np.inf, 0.0]])), ValueError, r"X must be finite, got inf"),
+    ("forward-float32-overflow", lambda: MLP([3, 1], dtype=np.float32).forward(np.full((1, 3), 1e300)),
+     ValueError, r"X must be finite, got inf \(after conversion to float32\)"),
+    ("forward-object", lambda: reg().forward(np.ones((2, 3), dtype=object)), TypeError, r"X must hold real numbers.*object"),
+    ("forward-complex", lambda: reg().forward(np.ones((2, 3), dtype=complex)), TypeError, r"X must hold real numbers.*complex"),
+    ("forward-strings", lambda: reg().forward(np.array([["a", "b", "c"]])), TypeError, r"X must hold real numbers.*<U1"),
+    ("forward-str", lambda: reg().forward("1,2,3"), TypeError, r"X must be a numeric array, got a string"),
+    ("forward-bool", lambda: reg().forward(np.ones((2, 3), dtype=bool)), TypeError, r"X must hold real numbers.*bool"),
+    ("forward-ragged", lambda: reg().forward([[1, 2, 3], [1, 2]]), ValueError, r"X must be a rectangular numeric array"),
+    ("forward-none", lambda: reg().forward(None), TypeError, r"X must hold real numbers"),
+    ("predict-features", lambda: clf().predict(np.ones(4)), ValueError, r"X must have 3 features"),
+    ("forward-overflow", lambda: MLP.from_weights([np.full((1, 3), 1e300)], [np.zeros(1)], output_activation="identity")
+     .forward(np.full((1, 3), 1e10)), ValueError, r"the network output must be finite.*overflowed"),
+    # -- loss_and_gradients / loss_value ---------------------------------------
+    ("lg-y-shape", lambda: reg().loss_and_gradients(X, np.ones((6, 3))), ValueError, r"Y must have shape \(6, 2\)"),
+    ("lg-y-rows", lambda: reg().loss_and_gradients(X, Y_REG[:5]), ValueError, r"Y must have shape \(6, 2\)"),
+    ("lg-y-nan", lambda: reg().loss_and_gradients(X, np.full((6, 2), np.nan)), ValueError, r"Y must be finite"),
+    ("lg-bce-range", lambda: bin1().loss_and_gradients(X, np.full(6, 2.0)), ValueError,
+     r"Y must lie in \[0, 1\] for loss='bce'"),
+    ("lg-ce-rowsum", lambda: clf().loss_and_gradients(X, np.full((6, 3), 0.5)), ValueError,
+     r"Y rows must sum to 1 for loss='cross_entropy'"),
+    ("lg-ce-negative", lambda: clf().loss_and_gradients(X, -np.eye(3)[LABELS]), ValueError, r"Y must be one-hot rows"),
+    ("lg-ce-label-range", lambda: clf().loss_and_gradients(X, LABELS + 1), ValueError,
+     r"Y class labels must be integers in \[0, 2\], got values in \[1, 3\]"),
+    ("lg-ce-float-labels", lambda: clf().loss_and_gradients(X, LABELS.astype(float)), ValueError,
+     r"Y must have shape \(6, 3\) \(or integer class labels"),
+    ("lg-y-complex", lambda: reg().loss_and_gradients(X, np.ones((6, 2), complex)), TypeError, r"Y must hold real numbers"),
+    ("lg-x-empty", lambda: reg().loss_and_gradients(np.ones((0, 3)), np.ones((0, 2))), ValueError,
+     r"X must hold at least one sample"),
+    ("loss-value-y", lambda: reg().loss_value(X, None), TypeError, r"Y must hold real numbers"),
+    # -- vjp / input_gradient / jacobian -------------------------------------
+    ("vjp-v-size", lambda: reg().vjp(X, np.ones((6, 3))), ValueError, r"V must have 2 features \(the network's output size\)"),
+    ("vjp-v-rows", lambda: reg().vjp(X, np.ones((5, 2))), ValueError, r"V must have one row per sample of X \(6\), got 5"),
+    ("vjp-v-nan", lambda: reg().vjp(X, np.full((6, 2), np.nan)), ValueError, r"V must be finite"),
+    ("input-gradient-outputs", lambda: reg().input_gradient(X), ValueError, r"input_gradient needs a network with 1 output"),
+    ("input-gradient-x", lambda: bin1().input_gradient(np.ones((2, 2))), ValueError, r"X must have 3 features"),
+    ("jacobian-x", lambda: reg().jacobian(np.ones((2, 3), complex)), TypeError, r"X must hold real numbers"),
+    # -- fit and its hyper-parameters ------------------------------------------
+    ("fit-epochs-zero", lambda: fit(reg(), X, Y_REG, epochs=0), ValueError, r"epochs must be >= 1, got 0"),
+    ("fit-epochs-float", lambda: fit(reg(), X, Y_REG, epochs=2.0), TypeError, r"epochs must be an integer"),
+    ("fit-batch-zero", lambda: fit(reg(), X, Y_REG, batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
+    ("fit-lr-zero", lambda: fit(reg(), X, Y_REG, learning_rate=0.0), ValueError, r"learning_rate must be > 0.0"),
+    ("fit-lr-negative", lambda: fit(reg(), X, Y_REG, learning_rate=-0.1), ValueError, r"learning_rate must be > 0.0"),
+    ("fit-lr-nan", lambda: fit(reg(), X, Y_REG, learning_rate=float("nan")), ValueError, r"learning_rate must be finite"),
+    ("fit-lr-string", lambda: fit(reg(), X, Y_REG, learning_rate="0.1"), TypeError, r"learning_rate must be a real number"),
+    ("fit-optimizer", lambda: fit(reg(), X, Y_REG, optimizer="rmsprop"), ValueError,
+     r"optimizer must be one of \['adam', 'momentum', 'nesterov', 'sgd'\], got 'rmsprop'"),
+    ("fit-momentum", lambda: fit(reg(), X, Y_REG, momentum=1.0), ValueError, r"momentum must be < 1.0"),
+    ("fit-beta2", lambda: fit(reg(), X, Y_REG, beta2=-0.5), ValueError, r"beta2 must be >= 0.0"),
+    ("fit-eps", lambda: fit(reg(), X, Y_REG, eps=0.0), ValueError, r"eps must be > 0.0"),
+    ("fit-weight-decay", lambda: fit(reg(), X, Y_REG, weight_decay=-1e-3), ValueError, r"weight_decay must be >= 0.0"),
+    ("fit-on-nonfinite", lambda: fit(reg(), X, Y_REG, on_nonfinite="ignore"), ValueError,
+     r"on_nonfinite must be one of \['raise', 'skip'\]"),
+    ("fit-shuffle", lambda: fit(reg(), X, Y_REG, shuffle="no"), TypeError, r"shuffle must be True or False, got 'no'"),
+    ("fit-progress", lambda: fit(reg(), X, Y_REG, progress="yes"), TypeError, r"progress must be True, False or None"),
+    ("fit-seed", lambda: fit(reg(), X, Y_REG, seed=-3), ValueError, r"seed must be >= 0"),
+    ("fit-validation-type", lambda: fit(reg(), X, Y_REG, validation_data=X), TypeError,
+     r"validation_data must be a tuple \(X_val, Y_val\)"),
+    ("fit-validation-shape", lambda: fit(reg(), X, Y_REG, validation_data=(X, Y_REG[:, :1])), ValueError,
+     r"validation Y must have shape \(6, 2\)"),
+    ("fit-x-nan", lambda: fit(reg(), np.where(X > 1, np.nan, X), Y_REG), ValueError, r"X must be finite, got NaN"),
+    ("fit-y-labels", lambda: fit(clf(), X, LABELS - 1), ValueError, r"Y class labels must be integers in \[0, 2\]"),
+    # -- evaluate ------------------------------------------------------------------
+    ("evaluate-y", lambda: bin1().evaluate(X, np.full(6, -1.0)), ValueError, r"Y must lie in \[0, 1\]"),
+    ("evaluate-x", lambda: bin1().evaluate(X[:, :2], Y_BCE), ValueError, r"X must have 3 features"),
+    # -- check_gradients -------------------------------------------------------------
+    ("cg-net", lambda: check_gradients("net", X, Y_REG), TypeError, r"net must be an MLP, got str"),
+    ("cg-eps", lambda: check_gradients(reg(), X, Y_REG, eps=0), ValueError, r"eps must be > 0.0"),
+    ("cg-tolerance", lambda: check_gradients(reg(), X, Y_REG, tolerance=-1), ValueError, r"tolerance must be > 0.0"),
+    ("cg-x", lambda: check_gradients(reg(), X[:, :2], Y_REG), ValueError, r"X must have 3 features"),
+    ("cg-y", lambda: check_gradients(bin1(), X, np.full(6, 3.0)), ValueError, r"Y must lie in \[0, 1\]"),
+    ("cg-indices-type", lambda: check_gradients(reg(), X, Y_REG, indices=[0.5]), TypeError,
+     r"indices must be a 1-D integer array"),
+    ("cg-indices-range", lambda: check_gradients(reg(), X, Y_REG, indices=[0, 999]), ValueError,
+     r"indices must be non-empty positions"),
+    # -- load / save --------------------------------------------------------------------
+    ("load-missing", lambda: MLP.load("/nonexistent/dir/model.npz"), FileNotFoundError, r"model file not found"),
+    ("load-int-path", lambda: MLP.load(5), TypeError, r"path must be a file path"),
+    ("load-empty-path", lambda: MLP.load(""), ValueError, r"path must be a non-empty file path"),
+    ("load-directory", lambda: MLP.load(os.path.dirname(__file__)), ValueError, r"is a directory"),
+    ("load-empty-file", lambda: MLP.load(_tmp_file("empty.npz", b"")), ValueError, r"is empty"),
+    ("load-text-file", lambda: MLP.load(_tmp_file("text.npz", b"not a model, just text" * 20)), ValueError,
+     r"not a backprop_numba model file"),
+    ("save-int-path", lambda: reg().save(3.5), TypeError, r"path must be a file path"),
+]
+
+
+def test_table_is_large_enough():
+    assert len(BAD) >= 40
+    assert len({row[0] for row in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("call, exc, match", [row[1:] for row in BAD], ids=[row[0] for row in BAD])
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+# -- what must work: conversions and copies -------------------------------------------
+
+def test_integer_arrays_are_converted():
+    net = reg()
+    Xi = np.arange(12, dtype=np.int32).reshape(4, 3)
+    np.testing.assert_array_equal(net.forward(Xi), net.forward(Xi.astype(np.float64)))
+    loss_i, _ = net.loss_and_gradients(Xi, np.ones((4, 2), dtype=np.uint8))
+    loss_f, _ = net.loss_and_gradients(Xi.astype(float), np.ones((4, 2)))
+    assert loss_i == loss_f
+    # Python lists, big-endian and float16 are converted too.
+    np.testing.assert_array_equal(net.forward(Xi.tolist()), net.forward(Xi.astype(">f8")))
+    assert net.forward(Xi.astype(np.float16)).dtype == np.float64
+
+
+@pytest.mark.parametrize("kind", ["readonly", "noncontiguous", "fortran", "unaligned"])
+def test_awkward_arrays_work_and_are_not_written(kind):
+    net = clf()
+    base = RNG.normal(size=(5, 3))
+    if kind == "readonly":
+        x = base.copy()
+        x.flags.writeable = False
+    elif kind == "noncontiguous":
+        x = np.repeat(base, 2, axis=0)[::2]
+    elif kind == "fortran":
+        x = np.asfortranarray(base)
+    else:
+        raw = np.zeros(base.nbytes + 1, dtype=np.uint8)
+        x = np.frombuffer(raw.data, dtype=np.float64, count=base.size, offset=1).reshape(base.shape)
+        x[...] = base
+        assert not x.flags.aligned
+    before = x.copy()
+    y = np.array([0, 1, 2, 0, 1])
+    expected = net.forward(base)
+    np.testing.assert_array_equal(net.forward(x), expected)
+    np.testing.assert_array_equal(net.jacobian(x), net.jacobian(base))
+    np.testing.assert_array_equal(net.vjp(x, x[:, :3]), net.vjp(base, base[:, :3]))
+    assert net.loss_and_gradients(x, y)[0] == net.loss_and_gradients(base, y)[0]
+    fit(net, x, y, epochs=2, batch_size=2)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_pathlike_and_bytes_paths(tmp_path):
+    net = reg()
+    net.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(MLP.load(pathlib.Path(tmp_path / "m.npz")).theta, net.theta)
+    np.testing.assert_array_equal(MLP.load(os.fsencode(tmp_path / "m.npz")).theta, net.theta)
+
+
+def test_bad_input_leaves_the_network_unchanged():
+    net = reg()
+    theta = net.theta.copy()
+    for call in (lambda: fit(net, X, Y_REG, learning_rate=-1), lambda: fit(net, X, Y_REG[:3]),
+                 lambda: fit(net, X, Y_REG, optimizer="x"), lambda: net.loss_and_gradients(X, np.nan * Y_REG)):
+        with pytest.raises((ValueError, TypeError)):
+            call()
+    np.testing.assert_array_equal(net.theta, theta)
