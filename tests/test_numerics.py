@@ -171,7 +171,7 @@ def test_divergence_stops_with_last_finite_weights():
         net.fit(X, Y, epochs=200, batch_size=bs, learning_rate=lr, shuffle=False, progress=False)
     err = info.value
     assert err.epoch >= 1 and 1 <= err.step <= -(-len(X) // bs)
-    assert (err.epoch, err.step) == (2, 2)  # both parts of the replay below are exercised
+    assert err.epoch > 1 and err.step > 1  # (2, 2) today: both parts of the replay below are exercised
     assert f"epoch {err.epoch}, step {err.step}" in str(err)
     assert len(err.history["loss"]) == err.epoch - 1
     assert np.isfinite(net.theta).all()
