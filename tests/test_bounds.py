@@ -1,0 +1,103 @@
+"""Kernels never read or write out of bounds (issue 4, part 4; STYLE R15).
+
+``test_kernels_with_boundscheck`` runs this file as a script in a subprocess with
+NUMBA_BOUNDSCHECK=1 and NUMBA_CACHE_DIR set to a fresh folder: every kernel is
+compiled again with index checks (a cached unchecked build is never loaded, and
+the checked build never lands in the cache that normal runs use).  The script
+drives every kernel entry point over awkward shapes: width-1 layers, batch 1, a
+partial last mini-batch, softmax outputs, every loss, optimizer and dtype.  Any
+out-of-bounds index raises IndexError there and the script exits non-zero.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+
+def _exercise():
+    from numba import config, njit
+
+    from backprop_numba import MLP
+
+    assert config.BOUNDSCHECK, "NUMBA_BOUNDSCHECK=1 was not picked up"
+
+    @njit
+    def _probe(x, i):
+        return x[i]
+
+    try:  # negative control: the checks are really compiled in
+        _probe(np.zeros(3), 3)
+    except IndexError:
+        pass
+    else:
+        raise SystemExit("boundscheck is not active: x[3] of a length-3 array did not raise")
+
+    rng = np.random.default_rng(0)
+    cases = [
+        # sizes, hidden activation, loss, output activation
+        ([1, 1], "sigmoid", "mse", "identity"),
+        ([3, 1, 2], "tanh", "sse", "sigmoid"),
+        ([2, 5, 1, 3], "relu", "cross_entropy", None),
+        ([4, 1, 1, 1], "sigmoid", "bce", None),
+        ([1, 7, 2], "identity", "half_sse", "tanh"),
+        ([6, 3, 4], "relu", "cross_entropy", None),
+    ]
+    optimizers = ["sgd", "momentum", "nesterov", "adam"]
+    for dtype in (np.float64, np.float32):
+        for c, (sizes, act, loss, out_act) in enumerate(cases):
+            net = MLP(sizes, activation=act, loss=loss, output_activation=out_act, seed=c, dtype=dtype)
+            n0, nL = sizes[0], sizes[-1]
+            for B in (1, 2, 7):
+                X = rng.normal(size=(B, n0))
+                if loss == "cross_entropy":
+                    Y = rng.integers(0, nL, size=B)
+                elif loss == "bce":
+                    Y = rng.integers(0, 2, size=(B, nL)).astype(float)
+                else:
+                    Y = rng.normal(size=(B, nL))
+                assert net.forward(X).shape == (B, nL)
+                assert net.forward(X[0]).shape == (nL,)
+                net.loss_and_gradients(X, Y)
+                net.loss_value(X, Y)
+                net.evaluate(X, Y)
+                net.vjp(X, rng.normal(size=(B, nL)))
+                assert net.jacobian(X).shape == (B, nL, n0)
+                if nL == 1:
+                    net.input_gradient(X)
+            X = rng.normal(size=(7, n0))
+            Y = rng.integers(0, nL, size=7) if loss == "cross_entropy" else \
+                rng.integers(0, 2, size=(7, nL)).astype(float)
+            if loss not in ("cross_entropy", "bce"):
+                Y = rng.normal(size=(7, nL))
+            # batch sizes 3 (partial last batch of 1), 1, 7 (one full batch) and 10 (capped at 7)
+            for bs, opt in zip((3, 1, 7, 10), optimizers):
+                net.fit(X, Y, epochs=2, batch_size=bs, optimizer=opt, learning_rate=0.01, weight_decay=0.01,
+                        validation_data=(X[:2], Y[:2]), on_nonfinite="skip" if bs == 1 else "raise",
+                        progress=False)
+            assert np.isfinite(net.theta).all()
+    # predict in chunks larger than one forward pass
+    from backprop_numba import mlp as mlp_module
+    mlp_module.PREDICT_CHUNK, chunk = 4, mlp_module.PREDICT_CHUNK
+    try:
+        net = MLP([3, 2, 2], loss="cross_entropy", seed=0)
+        X = rng.normal(size=(11, 3))
+        net.forward(X)
+        net.evaluate(X, rng.integers(0, 2, size=11))
+    finally:
+        mlp_module.PREDICT_CHUNK = chunk
+    print("boundscheck exercise: ok")
+
+
+def test_kernels_with_boundscheck(tmp_path):
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    done = subprocess.run([sys.executable, "-W", "ignore", __file__], env=env, capture_output=True, text=True,
+                          timeout=480)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert "boundscheck exercise: ok" in done.stdout
+
+
+if __name__ == "__main__":
+    _exercise()
