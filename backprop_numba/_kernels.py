@@ -27,8 +27,9 @@ output arguments, and never raise: the Python layer validates before calling,
 and a non-finite loss or gradient is reported through a status code.
 """
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .activations import IDENTITY, RELU, SIGMOID, SOFTMAX, TANH
 from .losses import BCE, CROSS_ENTROPY, HALF_SSE, MSE, SSE
@@ -39,6 +40,53 @@ from .optimizers import ADAM, MOMENTUM, NESTEROV, SGD
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # error_model="numpy" keeps IEEE division (no ZeroDivisionError from a kernel).
 OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+# The same, for the few drivers that split a layer over threads with prange.
+PARALLEL_OPTS = dict(OPTS, parallel=True)
+
+# A matrix-shaped loop (one layer of the forward pass, the delta recursion or
+# dC/dW) runs on several threads only when it has at least this many
+# multiply-adds (B * n[l] * n[l-1]): below that the fork/join of a parallel
+# region (~5-20 us) costs more than it saves, so small nets and small batches
+# stay serial.  Measured on 2 cores (issue 5); see benchmarks/compare.py.
+PARALLEL_MIN_WORK = 1 << 17
+# Units per register tile: the blocked loops below compute TILE outputs for
+# TILE samples at once, so every value loaded from W or a is used TILE times.
+TILE = 4
+# Slices a parallel loop is cut into (prange deals them out to the threads).
+PARTS = 8
+# Cache blocking: the forward pass takes SAMPLE_BLOCK samples at a time (their
+# inputs stay in L2 while every row of W passes over them); the delta recursion
+# and dC/dW take K_BLOCK inputs k at a time (that slice of W or of a[l-1]
+# stays in L2 while every sample or unit passes over it).
+SAMPLE_BLOCK = 64
+K_BLOCK = 128
+
+
+
+def _choose_threading_layer():
+    """Pick a thread-safe threading layer for the prange kernels, before any runs.
+
+    Numba's default falls back to ``workqueue``, which aborts the process when
+    two Python threads enter parallel regions at once (two networks trained in
+    two threads, or several threads predicting).  ``omp`` (libgomp) and
+    ``tbb`` are thread-safe; take the first that loads.  A layer chosen by the
+    user (NUMBA_THREADING_LAYER) is left alone.  If neither loads, numba is
+    limited to one thread, so the parallel kernels run their slices serially
+    and workqueue's pool is never entered from two threads.
+    """
+    if numba.config.THREADING_LAYER != "default":
+        return
+    for layer, module in (("omp", "numba.np.ufunc.omppool"), ("tbb", "numba.np.ufunc.tbbpool")):
+        try:
+            __import__(module)
+        except (ImportError, OSError):
+            continue
+        numba.config.THREADING_LAYER = layer
+        return
+    numba.config.NUMBA_NUM_THREADS = 1
+
+
+_choose_threading_layer()
 
 # Rows of the ``arch`` table.
 N, ACT, WOFF, BOFF, UOFF = 0, 1, 2, 3, 4
@@ -155,6 +203,107 @@ def _backprop_activation(code, a, grad_a, delta):
 # --------------------------------------------------------------------------
 
 @njit(**OPTS)
+def _dense_units(W, b, a_prev, z, j0, j1):
+    """z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k] for units j0 <= j < j1 and every sample s.
+
+    .. math:: z^{[l]}_{sj} = b^{[l]}_j + \\sum_k W^{[l]}_{jk} a^{[l-1]}_{sk}
+
+    Register-blocked: 4 units x 4 samples per pass over k, 16 running sums, so
+    each W[j, k] and a[s, k] loaded is used 4 times; the k loop is contiguous
+    in both and vectorises (fastmath "reassoc" lets it split each sum).
+    """
+    B = a_prev.shape[0]
+    zero = W.dtype.type(0)  # sums in the network's dtype (float32 stays float32)
+    for s_first in range(0, B, SAMPLE_BLOCK):
+        _dense_block(W, b, a_prev, z, j0, j1, s_first, min(B, s_first + SAMPLE_BLOCK), zero)
+
+
+@njit(**OPTS)
+def _dense_block(W, b, a_prev, z, j0, j1, s0, s1, zero):
+    """_dense_units for the samples s0 <= s < s1."""
+    n_in = W.shape[1]
+    j = j0
+    while j + TILE <= j1:
+        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+        s = s0
+        while s + TILE <= s1:
+            x0, x1, x2, x3 = a_prev[s], a_prev[s + 1], a_prev[s + 2], a_prev[s + 3]
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
+            c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
+            # seed 001: sum_k W_jk a_k, for 4 units (first index) x 4 samples (second)
+            for k in range(n_in):
+                u0, u1, u2, u3 = w0[k], w1[k], w2[k], w3[k]
+                v0, v1, v2, v3 = x0[k], x1[k], x2[k], x3[k]
+                c00 += u0 * v0
+                c01 += u0 * v1
+                c02 += u0 * v2
+                c03 += u0 * v3
+                c10 += u1 * v0
+                c11 += u1 * v1
+                c12 += u1 * v2
+                c13 += u1 * v3
+                c20 += u2 * v0
+                c21 += u2 * v1
+                c22 += u2 * v2
+                c23 += u2 * v3
+                c30 += u3 * v0
+                c31 += u3 * v1
+                c32 += u3 * v2
+                c33 += u3 * v3
+            z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = b[j] + c00, b[j + 1] + c10, b[j + 2] + c20, b[j + 3] + c30
+            z[s + 1, j], z[s + 1, j + 1], z[s + 1, j + 2], z[s + 1, j + 3] = (b[j] + c01, b[j + 1] + c11,
+                                                                              b[j + 2] + c21, b[j + 3] + c31)
+            z[s + 2, j], z[s + 2, j + 1], z[s + 2, j + 2], z[s + 2, j + 3] = (b[j] + c02, b[j + 1] + c12,
+                                                                              b[j + 2] + c22, b[j + 3] + c32)
+            z[s + 3, j], z[s + 3, j + 1], z[s + 3, j + 2], z[s + 3, j + 3] = (b[j] + c03, b[j + 1] + c13,
+                                                                              b[j + 2] + c23, b[j + 3] + c33)
+            s += TILE
+        while s < s1:
+            x0 = a_prev[s]
+            c00 = c10 = c20 = c30 = zero
+            for k in range(n_in):
+                v0 = x0[k]
+                c00 += w0[k] * v0
+                c10 += w1[k] * v0
+                c20 += w2[k] * v0
+                c30 += w3[k] * v0
+            z[s, j], z[s, j + 1], z[s, j + 2], z[s, j + 3] = b[j] + c00, b[j + 1] + c10, b[j + 2] + c20, b[j + 3] + c30
+            s += 1
+        j += TILE
+    while j < j1:
+        w0 = W[j]
+        for s in range(s0, s1):
+            x0 = a_prev[s]
+            c00 = zero
+            for k in range(n_in):
+                c00 += w0[k] * x0[k]
+            z[s, j] = b[j] + c00
+        j += 1
+
+
+@njit(**OPTS)
+def _chunk(n):
+    """Length of the PARTS slices covering 0..n that prange hands out, a multiple of TILE.
+
+    A fixed number of slices (not one per thread: asking numba for the
+    thread count from compiled code would stop it caching the kernel) keeps
+    every tile boundary at a multiple of TILE whatever the thread count, so
+    results do not depend on it.
+    """
+    per = (n + PARTS - 1) // PARTS
+    return max(TILE, (per + TILE - 1) // TILE * TILE)
+
+
+@njit(**PARALLEL_OPTS)
+def _dense_parallel(W, b, a_prev, z):
+    """_dense_units over all units, one slice of units (rows of W, columns of z) per thread."""
+    n_out = W.shape[0]
+    size = _chunk(n_out)
+    for c in prange((n_out + size - 1) // size):
+        _dense_units(W, b, a_prev, z, c * size, min(n_out, (c + 1) * size))
+
+
+@njit(**OPTS)
 def _forward(theta, arch, a_buf, z_buf, B):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
@@ -168,14 +317,11 @@ def _forward(theta, arch, a_buf, z_buf, B):
         b = _b(theta, arch, l)
         a_prev = _rows(a_buf, arch, l - 1, B)
         z = _rows(z_buf, arch, l, B)
-        n_out, n_in = W.shape
         # seed 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
-        for s in range(B):
-            for j in range(n_out):
-                acc = b[j]
-                for k in range(n_in):
-                    acc += W[j, k] * a_prev[s, k]
-                z[s, j] = acc
+        if B * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
+            _dense_parallel(W, b, a_prev, z)
+        else:
+            _dense_units(W, b, a_prev, z, 0, W.shape[0])
         # a[l] = g_l(z[l])
         _activate(arch[ACT, l], z, _rows(a_buf, arch, l, B))
 
@@ -303,14 +449,89 @@ def _backprop_linear(W, delta, out):
     """out = delta W, i.e. out[s] = W^T delta[s]: dC/da[l-1] from delta[l] = dC/dz[l]."""
     B, n_out = delta.shape
     n_in = W.shape[1]
-    for s in range(B):
-        for k in range(n_in):
-            out[s, k] = 0.0
-        # sum_j W_jk delta_j, accumulated row by row of W so the k loop is contiguous
-        for j in range(n_out):
-            d = delta[s, j]
-            for k in range(n_in):
-                out[s, k] += W[j, k] * d
+    if B * n_out * n_in >= PARALLEL_MIN_WORK:
+        _backprop_linear_parallel(W, delta, out)
+    else:
+        _backprop_linear_inputs(W, delta, out, 0, n_in)
+
+
+@njit(**OPTS)
+def _backprop_linear_inputs(W, delta, out, k0, k1):
+    """out[s, k] = sum_j W[j, k] delta[s, j] for inputs k0 <= k < k1 and every sample s.
+
+    .. math:: \\frac{\\partial C}{\\partial a^{[l-1]}_{sk}} = \\sum_j W^{[l]}_{jk} \\delta^{[l]}_{sj}
+
+    Accumulated row by row of W so the k loop is contiguous; register-blocked
+    over 4 samples x 4 units j, so each W[j, k] loaded serves 4 samples and
+    each out[s, k] loaded and stored takes 4 terms.
+    """
+    for k_first in range(k0, k1, K_BLOCK):
+        _backprop_linear_block(W, delta, out, k_first, min(k1, k_first + K_BLOCK))
+
+
+@njit(**OPTS)
+def _backprop_linear_block(W, delta, out, k0, k1):
+    """_backprop_linear_inputs for one block of inputs k0 <= k < k1."""
+    B, n_out = delta.shape
+    s = 0
+    while s < B:
+        m = min(TILE, B - s)  # samples in this tile (the last may be short)
+        for t in range(m):
+            for k in range(k0, k1):
+                out[s + t, k] = 0.0
+        if m == TILE:
+            o0, o1, o2, o3 = out[s], out[s + 1], out[s + 2], out[s + 3]
+            j = 0
+            while j + TILE <= n_out:
+                w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+                d00, d01, d02, d03 = delta[s, j], delta[s, j + 1], delta[s, j + 2], delta[s, j + 3]
+                d10, d11, d12, d13 = delta[s + 1, j], delta[s + 1, j + 1], delta[s + 1, j + 2], delta[s + 1, j + 3]
+                d20, d21, d22, d23 = delta[s + 2, j], delta[s + 2, j + 1], delta[s + 2, j + 2], delta[s + 2, j + 3]
+                d30, d31, d32, d33 = delta[s + 3, j], delta[s + 3, j + 1], delta[s + 3, j + 2], delta[s + 3, j + 3]
+                # seed 002 eq. 2: sum_j W_jk delta_j, 4 units j at a time, for 4 samples
+                for k in range(k0, k1):
+                    u0, u1, u2, u3 = w0[k], w1[k], w2[k], w3[k]
+                    o0[k] += d00 * u0 + d01 * u1 + d02 * u2 + d03 * u3
+                    o1[k] += d10 * u0 + d11 * u1 + d12 * u2 + d13 * u3
+                    o2[k] += d20 * u0 + d21 * u1 + d22 * u2 + d23 * u3
+                    o3[k] += d30 * u0 + d31 * u1 + d32 * u2 + d33 * u3
+                j += TILE
+            while j < n_out:
+                w0 = W[j]
+                d00, d10, d20, d30 = delta[s, j], delta[s + 1, j], delta[s + 2, j], delta[s + 3, j]
+                for k in range(k0, k1):
+                    u0 = w0[k]
+                    o0[k] += d00 * u0
+                    o1[k] += d10 * u0
+                    o2[k] += d20 * u0
+                    o3[k] += d30 * u0
+                j += 1
+        else:
+            for t in range(m):
+                o0 = out[s + t]
+                j = 0
+                while j + TILE <= n_out:
+                    w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+                    d00, d01, d02, d03 = delta[s + t, j], delta[s + t, j + 1], delta[s + t, j + 2], delta[s + t, j + 3]
+                    for k in range(k0, k1):
+                        o0[k] += d00 * w0[k] + d01 * w1[k] + d02 * w2[k] + d03 * w3[k]
+                    j += TILE
+                while j < n_out:
+                    w0 = W[j]
+                    d00 = delta[s + t, j]
+                    for k in range(k0, k1):
+                        o0[k] += d00 * w0[k]
+                    j += 1
+        s += m
+
+
+@njit(**PARALLEL_OPTS)
+def _backprop_linear_parallel(W, delta, out):
+    """_backprop_linear_inputs over all inputs k, one slice of k (columns of W and out) per thread."""
+    n_in = W.shape[1]
+    size = _chunk(n_in)
+    for c in prange((n_in + size - 1) // size):
+        _backprop_linear_inputs(W, delta, out, c * size, min(n_in, (c + 1) * size))
 
 
 @njit(**OPTS)
@@ -330,6 +551,84 @@ def _backward(theta, arch, a_buf, d_buf, B):
 
 
 @njit(**OPTS)
+def _outer_sum_units(delta, a_prev, scale, dW, j0, j1):
+    """dW[j, k] = scale * sum_s delta[s, j] a_prev[s, k] for units j0 <= j < j1.
+
+    .. math:: \\frac{\\partial C}{\\partial W^{[l]}_{jk}} = \\text{scale} \\sum_s \\delta^{[l]}_{sj} a^{[l-1]}_{sk}
+
+    The sum of the per-sample outer products delta[l] a[l-1]^T, row j of dW
+    contiguous in k; register-blocked over 4 units j x 4 samples, so each
+    a[s, k] loaded serves 4 rows and each dW[j, k] loaded and stored takes 4
+    samples.
+    """
+    n_in = dW.shape[1]
+    for k_first in range(0, n_in, K_BLOCK):
+        _outer_sum_block(delta, a_prev, scale, dW, j0, j1, k_first, min(n_in, k_first + K_BLOCK))
+
+
+@njit(**OPTS)
+def _outer_sum_block(delta, a_prev, scale, dW, j0, j1, k0, k1):
+    """_outer_sum_units for one block of inputs k0 <= k < k1."""
+    B = delta.shape[0]
+    j = j0
+    while j < j1:
+        m = min(TILE, j1 - j)  # units in this tile
+        for t in range(m):
+            for k in range(k0, k1):
+                dW[j + t, k] = 0.0
+        if m == TILE:
+            g0, g1, g2, g3 = dW[j], dW[j + 1], dW[j + 2], dW[j + 3]
+            s = 0
+            while s + TILE <= B:
+                x0, x1, x2, x3 = a_prev[s], a_prev[s + 1], a_prev[s + 2], a_prev[s + 3]
+                d00, d01, d02, d03 = (delta[s, j] * scale, delta[s + 1, j] * scale,
+                                      delta[s + 2, j] * scale, delta[s + 3, j] * scale)
+                d10, d11, d12, d13 = (delta[s, j + 1] * scale, delta[s + 1, j + 1] * scale,
+                                      delta[s + 2, j + 1] * scale, delta[s + 3, j + 1] * scale)
+                d20, d21, d22, d23 = (delta[s, j + 2] * scale, delta[s + 1, j + 2] * scale,
+                                      delta[s + 2, j + 2] * scale, delta[s + 3, j + 2] * scale)
+                d30, d31, d32, d33 = (delta[s, j + 3] * scale, delta[s + 1, j + 3] * scale,
+                                      delta[s + 2, j + 3] * scale, delta[s + 3, j + 3] * scale)
+                # seed 002 eq. 3: dW_jk += delta_sj a_sk, 4 samples s at a time, for 4 units j
+                for k in range(k0, k1):
+                    v0, v1, v2, v3 = x0[k], x1[k], x2[k], x3[k]
+                    g0[k] += d00 * v0 + d01 * v1 + d02 * v2 + d03 * v3
+                    g1[k] += d10 * v0 + d11 * v1 + d12 * v2 + d13 * v3
+                    g2[k] += d20 * v0 + d21 * v1 + d22 * v2 + d23 * v3
+                    g3[k] += d30 * v0 + d31 * v1 + d32 * v2 + d33 * v3
+                s += TILE
+            while s < B:
+                x0 = a_prev[s]
+                d00, d10, d20, d30 = (delta[s, j] * scale, delta[s, j + 1] * scale,
+                                      delta[s, j + 2] * scale, delta[s, j + 3] * scale)
+                for k in range(k0, k1):
+                    v0 = x0[k]
+                    g0[k] += d00 * v0
+                    g1[k] += d10 * v0
+                    g2[k] += d20 * v0
+                    g3[k] += d30 * v0
+                s += 1
+        else:
+            for t in range(m):
+                g0 = dW[j + t]
+                for s in range(B):
+                    x0 = a_prev[s]
+                    d00 = delta[s, j + t] * scale
+                    for k in range(k0, k1):
+                        g0[k] += d00 * x0[k]
+        j += m
+
+
+@njit(**PARALLEL_OPTS)
+def _outer_sum_parallel(delta, a_prev, scale, dW):
+    """_outer_sum_units over all units j, one slice of rows of dW per thread."""
+    n_out = dW.shape[0]
+    size = _chunk(n_out)
+    for c in prange((n_out + size - 1) // size):
+        _outer_sum_units(delta, a_prev, scale, dW, c * size, min(n_out, (c + 1) * size))
+
+
+@njit(**OPTS)
 def _weight_gradients(arch, a_buf, d_buf, B, scale, grad):
     """dC/dW[l] = delta[l] a[l-1]^T and dC/db[l] = delta[l], summed over the batch times scale.
 
@@ -343,13 +642,10 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad):
         a_prev = _rows(a_buf, arch, l - 1, B)
         n_out, n_in = dW.shape
         # seed 002 eq. 3: dC/dW[l]_jk = delta[l]_j a[l-1]_k  (outer product per sample)
-        for j in range(n_out):
-            for k in range(n_in):
-                dW[j, k] = 0.0
-            for s in range(B):
-                d = delta[s, j] * scale
-                for k in range(n_in):
-                    dW[j, k] += d * a_prev[s, k]
+        if B * n_out * n_in >= PARALLEL_MIN_WORK:
+            _outer_sum_parallel(delta, a_prev, scale, dW)
+        else:
+            _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
         # seed 002 eq. 4: dC/db[l]_j = delta[l]_j
         for j in range(n_out):
             acc = 0.0
