@@ -1,0 +1,131 @@
+"""Concurrency (issue 4, part 5): kernels release the GIL and MLP allocates its buffers per
+call, so threads using different networks, or one network read-only, get exactly the
+results of a sequential run.
+
+Each case runs in a subprocess (this file as a script): a threading bug in compiled code,
+such as a parallel kernel launched from two threads at once under a threading layer
+that forbids it, can abort or hang a process; here that shows up as a failed test, with
+the child's output, instead of taking the whole test run down.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+ROUNDS = 3
+
+
+def _data(seed, n, n_in, n_out, classes):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in))
+    Y = rng.integers(0, n_out, size=n) if classes else rng.normal(size=(n, n_out))
+    return X, Y
+
+
+def _run_threads(targets):
+    """Start every target at the same moment (a barrier) and re-raise the first failure."""
+    barrier = threading.Barrier(len(targets))
+    errors = []
+
+    def wrap(fn):
+        def run():
+            try:
+                barrier.wait()
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+        return run
+
+    threads = [threading.Thread(target=wrap(fn)) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+def case_train_two_networks():
+    from backprop_numba import MLP
+
+    specs = [
+        dict(sizes=[12, 32, 16, 4], activation="tanh", loss="cross_entropy", optimizer="adam", seed=1,
+             dtype=np.float64, data=_data(10, 600, 12, 4, True)),
+        dict(sizes=[8, 24, 3], activation="relu", loss="mse", optimizer="momentum", seed=2,
+             dtype=np.float32, data=_data(11, 500, 8, 3, False)),
+    ]
+
+    def train(spec):
+        net = MLP(spec["sizes"], activation=spec["activation"], loss=spec["loss"], seed=spec["seed"],
+                  dtype=spec["dtype"])
+        X, Y = spec["data"]
+        history = net.fit(X, Y, epochs=15, batch_size=8, learning_rate=0.01, optimizer=spec["optimizer"],
+                          seed=spec["seed"], progress=False, validation_data=(X[:50], Y[:50]))
+        return net.theta.copy(), history["loss"], history["val_loss"]
+
+    expected = [train(spec) for spec in specs]
+    for _ in range(ROUNDS):
+        results = [None] * len(specs)
+
+        def job(i):
+            def run():
+                results[i] = train(specs[i])
+            return run
+
+        _run_threads([job(i) for i in range(len(specs))])
+        for (theta, loss, val), (theta_ref, loss_ref, val_ref) in zip(results, expected):
+            np.testing.assert_array_equal(theta, theta_ref)
+            assert loss == loss_ref and val == val_ref
+
+
+def case_predict_one_network():
+    from backprop_numba import MLP
+
+    net = MLP([10, 40, 20, 3], activation="sigmoid", loss="cross_entropy", seed=3)
+    theta = net.theta.copy()
+    inputs = [_data(20 + i, 300, 10, 3, True) for i in range(4)]
+
+    def compute(X, Y):
+        V = np.tile(np.array([1.0, -2.0, 0.5]), (X.shape[0], 1))
+        loss, grads = net.loss_and_gradients(X, Y)
+        return (net.forward(X), net.jacobian(X[:40]), net.vjp(X, V), loss,
+                np.concatenate([g.ravel() for pair in grads for g in pair]), net.evaluate(X, Y)["loss"])
+
+    expected = [compute(X, Y) for X, Y in inputs]
+    for _ in range(ROUNDS):
+        results = [None] * len(inputs)
+
+        def job(i):
+            def run():
+                for _ in range(5):
+                    results[i] = compute(*inputs[i])
+                    for got, ref in zip(results[i], expected[i]):
+                        np.testing.assert_array_equal(got, ref)
+            return run
+
+        _run_threads([job(i) for i in range(len(inputs))])
+    np.testing.assert_array_equal(net.theta, theta)
+
+
+CASES = {"train_two_networks": case_train_two_networks, "predict_one_network": case_predict_one_network}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_threads(case):
+    env = dict(os.environ)
+    env.pop("NUMBA_DISABLE_JIT", None)
+    done = subprocess.run([sys.executable, "-W", "ignore", __file__, case], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}\n" + done.stdout[-3000:] + done.stderr[-5000:]
+    assert f"{case}: ok" in done.stdout
+
+
+if __name__ == "__main__":
+    name = sys.argv[1]
+    CASES[name]()
+    print(f"{name}: ok")
