@@ -164,7 +164,8 @@ def _kernel_array(arr, dtype):
     copied (kernels never write to their inputs, but a read-only or unaligned
     array would also compile a second specialisation of every kernel).
     """
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: refused next
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if not (out.flags.writeable and out.flags.aligned):
         out = np.array(out, dtype=dtype, order="C", copy=True)
     return out
