@@ -1,0 +1,656 @@
+"""The ``backprop-numba`` command line: train, evaluate and predict.
+
+    backprop-numba train --dataset digits --layers 64,32,10 --optimizer adam --epochs 30 --out runs/digits
+    backprop-numba evaluate --model runs/digits/model.npz --dataset digits --split test
+    backprop-numba predict --model runs/digits/model.npz --data new.csv --out predictions.csv
+
+``train`` writes into its ``--out`` folder: ``model.npz`` (the network plus the
+preprocessing needed at predict time, see ``MODEL_EXTRAS``), ``metrics.json``
+and ``loss.png``.  Options may come from a TOML file (``--config run.toml``,
+keys named like the long options, at top level or under ``[train]``); the
+command line overrides it.  Every user mistake ends with one line on stderr
+and exit status 2 (bad arguments) or 1 (bad data, files, diverged training);
+set ``BACKPROP_NUMBA_TRACEBACK=1`` to see the traceback instead.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import __version__, datasets, io, losses, optimizers, schedules
+from .mlp import MLP, DivergenceError
+
+# Entries the command line adds to a model file (io.py keeps every ``extra.*``
+# entry under its checksum; MLP.load ignores them).  At predict time the
+# network sees (X - x_offset) / x_scale, and for regression its output is
+# mapped back as y = a * y_scale + y_offset.
+MODEL_EXTRAS = ("extra.task", "extra.classes", "extra.feature_names", "extra.x_offset", "extra.x_scale",
+                "extra.y_offset", "extra.y_scale", "extra.run")
+
+LR_DEFAULT = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}
+
+
+class UsageError(Exception):
+    """A bad argument: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+
+# -- arguments ---------------------------------------------------------------
+
+def _layers(text):
+    if isinstance(text, (list, tuple)):
+        parts = list(text)
+    else:
+        parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    try:
+        sizes = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers like 64,32,10, got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 2 sizes >= 1 like 64,32,10, got {text!r}")
+    return sizes
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text):
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _data_options(p, target_default="target"):
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", metavar="NAME", help=f"a dataset by name: {', '.join(sorted(datasets.NAMES))}")
+    src.add_argument("--data", metavar="FILE", help="a .csv (header row) or .npz file")
+    p.add_argument("--target", metavar="NAME", default=target_default,
+                   help=f"target column (CSV) or array (.npz) in --data (default: {target_default})")
+
+
+def build_parser():
+    parser = _Parser(prog="backprop-numba",
+                     description="Train, evaluate and apply fully-connected networks (backprop_numba).")
+    parser.add_argument("--version", action="version", version=f"backprop_numba {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict}", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a network, write model.npz, metrics.json, loss.png",
+                       description="Train a network on a dataset; write model.npz, metrics.json and loss.png "
+                                   "into --out.  Options may also come from --config FILE.toml.")
+    t.add_argument("--config", metavar="FILE", help="TOML file of options (the command line overrides it)")
+    _data_options(t)
+    t.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
+                   help="for --data: integer/text targets are classes, other numbers regression (default: auto)")
+    t.add_argument("--scale", choices=["auto", "standard", "none"], default="auto",
+                   help="input scaling: auto (the named dataset's fixed divisor, e.g. 1/16 for digits, else "
+                        "standard), standard (mean 0, std 1 from the training split), none")
+    t.add_argument("--layers", type=_layers, metavar="N0,N1,...",
+                   help="layer sizes, input to output, e.g. 64,32,10")
+    t.add_argument("--activation", default="relu", help="hidden activation: sigmoid, tanh, relu, identity "
+                                                        "(default: relu)")
+    t.add_argument("--output-activation", default=None, help="default: what the loss needs")
+    t.add_argument("--loss", default=None, help="sse, half_sse, mse, bce, cross_entropy (default: cross_entropy "
+                                                "for classes, bce for 2 classes with 1 output, mse for regression)")
+    t.add_argument("--optimizer", default="adam", help="sgd, momentum, nesterov, adam (default: adam)")
+    t.add_argument("--learning-rate", "--lr", type=float, default=None,
+                   help="default: 0.01 for adam, 0.1 for sgd, 0.05 for (nesterov) momentum")
+    t.add_argument("--momentum", type=float, default=optimizers.DEFAULTS["momentum"])
+    t.add_argument("--beta1", type=float, default=optimizers.DEFAULTS["beta1"])
+    t.add_argument("--beta2", type=float, default=optimizers.DEFAULTS["beta2"])
+    t.add_argument("--eps", type=float, default=optimizers.DEFAULTS["eps"])
+    t.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on weights (default: 0)")
+    t.add_argument("--schedule", default="cosine", choices=sorted(schedules.NAMES),
+                   help="learning-rate schedule (default: cosine, from --learning-rate down to --eta-min)")
+    t.add_argument("--step-size", type=_positive_int, default=10, help="step schedule: epochs per decay")
+    t.add_argument("--gamma", type=float, default=None, help="step/exponential decay factor "
+                                                             "(default 0.1 / 0.95)")
+    t.add_argument("--eta-min", type=float, default=0.0, help="cosine schedule: final learning rate")
+    t.add_argument("--epochs", type=_positive_int, default=30)
+    t.add_argument("--batch-size", type=_positive_int, default=32)
+    t.add_argument("--seed", type=_nonneg_int, default=0, help="seeds weights, splits and shuffling")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    t.add_argument("--test-fraction", type=_fraction, default=0.2,
+                   help="held-out test split (ignored when the dataset ships a test set)")
+    t.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                   help="validation split of the training data (0: none)")
+    t.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=False,
+                   help="stop when val_loss stalls for --patience epochs; keep the best weights")
+    t.add_argument("--patience", type=_positive_int, default=10)
+    t.add_argument("--min-delta", type=float, default=0.0)
+    t.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                   help="write OUT/checkpoint.npz every N epochs")
+    t.add_argument("--resume", metavar="CHECKPOINT", default=None,
+                   help="continue from a checkpoint written with --checkpoint-every (same options)")
+    t.add_argument("--out", metavar="DIR", default=None, help="output folder (default: runs/<dataset>)")
+    t.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
+
+    e = sub.add_parser("evaluate", help="metrics of a model on data (JSON on stdout)",
+                       description="Loss, accuracy and confusion matrix of a saved model on a dataset or file.")
+    e.add_argument("--model", required=True, metavar="FILE")
+    _data_options(e)
+    e.add_argument("--split", choices=["all", "test"], default="all",
+                   help="test: the test split the model was trained without (same seed and fraction)")
+    e.add_argument("--out", metavar="FILE", help="also write the metrics JSON here")
+
+    pr = sub.add_parser("predict", help="predictions of a model as CSV or .npy",
+                        description="Predictions of a saved model; a target column in the data is ignored.")
+    pr.add_argument("--model", required=True, metavar="FILE")
+    _data_options(pr, target_default=None)
+    pr.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    pr.add_argument("--out", metavar="FILE", help=".csv or .npy (default: CSV on stdout)")
+    parser.train_parser = t
+    return parser
+
+
+def _config_defaults(train, path):
+    """Set train's defaults from a TOML file; unknown keys are refused."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError("--config needs Python >= 3.11 or: pip install tomli") from None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    if isinstance(config.get("train"), dict):
+        config = {**{k: v for k, v in config.items() if k != "train"}, **config["train"]}
+    dests = {a.dest: a for a in train._actions}
+    defaults = {}
+    for key, value in config.items():
+        dest = key.replace("-", "_")
+        if dest in ("config", "help") or dest not in dests:
+            raise UsageError(f"{path}: unknown option {key!r}; options are the long names of "
+                             "`backprop-numba train --help` (e.g. epochs, batch-size, layers)")
+        action = dests[dest]
+        try:
+            if dest == "layers":
+                value = _layers(value)
+            elif action.type is not None and not isinstance(value, bool):
+                value = action.type(value)
+            if action.choices is not None and value not in action.choices:
+                raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
+            if isinstance(action, argparse.BooleanOptionalAction) or action.const is True:
+                if not isinstance(value, bool):
+                    raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise UsageError(f"{path}: option {key!r} {exc}") from None
+        defaults[dest] = value
+    train.set_defaults(**defaults)
+    return config
+
+
+# -- data and preprocessing ----------------------------------------------------
+
+def _load_data(args, need_target=True):
+    if args.dataset is None and args.data is None:
+        raise UsageError("give the data with --dataset NAME or --data FILE")
+    if args.dataset is not None:
+        return datasets.load(args.dataset)
+    return datasets.load_file(args.data, target=args.target if need_target else None,
+                              task=getattr(args, "task", "auto"))
+
+
+def _stratified_split(y, fraction, rng, classify):
+    """Indices (keep, held_out): held_out ~ fraction of the samples, per class when classifying."""
+    n = len(y)
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    held = []
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if classify else [np.arange(n)]
+    for idx in groups:
+        idx = rng.permutation(idx)
+        held.append(idx[:int(round(fraction * len(idx)))])
+    held = np.sort(np.concatenate(held))
+    keep = np.setdiff1d(np.arange(n), held)
+    if len(held) == 0 or len(keep) == 0:
+        raise ValueError(f"a split of {n} samples with fraction {fraction} leaves one side empty; "
+                         "use more data or another fraction")
+    return keep, held
+
+
+def _splits(data, test_fraction, seed):
+    """(train indices, test indices) of data.X, or data's own test set when it has one."""
+    classify = data.task == "classification"
+    if data.X_test is not None:
+        return np.arange(len(data.X)), None
+    return _stratified_split(data.y, test_fraction, np.random.default_rng(seed), classify)
+
+
+def _model_arrays(net, data, x_offset, x_scale, y_offset, y_scale, run):
+    arrays = net._to_arrays()
+    arrays.update({
+        "extra.task": np.array(data.task),
+        "extra.classes": np.array(list(data.classes), dtype=str),
+        "extra.feature_names": np.array(list(data.feature_names), dtype=str),
+        "extra.x_offset": np.asarray(x_offset, dtype=np.float64),
+        "extra.x_scale": np.asarray(x_scale, dtype=np.float64),
+        "extra.y_offset": np.asarray(y_offset, dtype=np.float64),
+        "extra.y_scale": np.asarray(y_scale, dtype=np.float64),
+        "extra.run": np.array(json.dumps(run)),
+    })
+    return arrays
+
+
+class Model:
+    """A model file written by ``train``: the network and its preprocessing."""
+
+    def __init__(self, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model file not found: {path}")
+        arrays = io.load_arrays(path)
+        self.net = MLP._from_arrays(arrays, path)
+        n_in, n_out = self.net.layer_sizes[0], self.net.layer_sizes[-1]
+        if "extra.x_offset" in arrays:
+            self.task = str(arrays["extra.task"])
+            self.classes = [str(c) for c in arrays["extra.classes"]]
+            self.feature_names = [str(c) for c in arrays["extra.feature_names"]]
+            self.x_offset, self.x_scale = arrays["extra.x_offset"], arrays["extra.x_scale"]
+            self.y_offset, self.y_scale = arrays["extra.y_offset"], arrays["extra.y_scale"]
+            self.run = json.loads(str(arrays["extra.run"]))
+        else:  # a plain MLP.save file: no preprocessing
+            self.task = "classification" if self.net.loss in losses.CLASSIFICATION else "regression"
+            self.classes = ([str(c) for c in range(max(n_out, 2))] if self.task == "classification" else [])
+            self.feature_names = []
+            self.x_offset, self.x_scale = np.zeros(n_in), np.ones(n_in)
+            self.y_offset, self.y_scale = np.zeros(n_out), np.ones(n_out)
+            self.run = {}
+
+    def features(self, data, source):
+        """data.X in the model's feature order, checked against the model's input size."""
+        X = data.X
+        n_in = self.net.layer_sizes[0]
+        names = list(data.feature_names)
+        if self.feature_names and names != self.feature_names and set(self.feature_names) <= set(names):
+            X = X[:, [names.index(n) for n in self.feature_names]]
+        if X.shape[1] != n_in:
+            raise ValueError(f"{source} has {X.shape[1]} features but the model expects {n_in}"
+                             + (f" ({', '.join(self.feature_names[:5])}, ...)" if self.feature_names else ""))
+        return (X - self.x_offset) / self.x_scale
+
+    def targets(self, data, source):
+        """data.y as class indices of this model, or scaled regression targets."""
+        if data.task != self.task and not (data.task == "classification" and self.task == "regression"):
+            raise ValueError(f"{source} holds {data.task} targets but the model does {self.task}")
+        if self.task == "classification":
+            if data.classes != self.classes:
+                lookup = {c: i for i, c in enumerate(self.classes)}
+                unknown = sorted(set(data.classes) - set(lookup))
+                if unknown:
+                    raise ValueError(f"{source} has classes the model does not know: {unknown[:10]}")
+                return np.array([lookup[data.classes[i]] for i in data.y], dtype=np.int64)
+            return data.y
+        y = data.y.astype(np.float64).reshape(len(data.y), -1)
+        if y.shape[1] != self.net.layer_sizes[-1]:
+            raise ValueError(f"{source} has {y.shape[1]} target columns but the model has "
+                             f"{self.net.layer_sizes[-1]} outputs")
+        return (y - self.y_offset) / self.y_scale
+
+
+# -- metrics and plot -------------------------------------------------------------
+
+def _net_targets(net, y, task):
+    """Targets in the form the network's loss takes."""
+    if task == "classification" and net.loss == "bce" and net.layer_sizes[-1] == 1:
+        return y.astype(np.float64)
+    if task == "classification" and net.loss != "cross_entropy":
+        return np.eye(net.layer_sizes[-1])[y]
+    return y
+
+
+def _metrics(net, X, y, task, classes, y_scale=None):
+    out = net.predict(X)
+    result = {"n_samples": int(len(X)), "loss": net.loss_value(X, _net_targets(net, y, task))}
+    if task == "classification":
+        pred = (out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1 else np.argmax(out, axis=1)
+        k = len(classes)
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (y, pred), 1)
+        result["accuracy"] = float(np.mean(pred == y))
+        result["classes"] = list(classes)
+        result["confusion_matrix"] = cm.tolist()  # rows: true class, columns: predicted class
+    else:
+        err = (out - y.reshape(out.shape)) * (1.0 if y_scale is None else np.asarray(y_scale))
+        result["mse"] = float(np.mean(err ** 2))
+        result["mae"] = float(np.mean(np.abs(err)))
+    return result
+
+
+def _plot(history, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    panels = 2 if "accuracy" in history else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2), dpi=100, squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(epochs, history["loss"], label="train")
+    if "val_loss" in history:
+        ax.plot(epochs, history["val_loss"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if panels == 2:
+        ax = axes[0, 1]
+        ax.plot(epochs, history["accuracy"], label="train")
+        if "val_accuracy" in history:
+            ax.plot(epochs, history["val_accuracy"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# -- commands ---------------------------------------------------------------------
+
+def cmd_train(args):
+    data = _load_data(args)
+    if args.layers is None:
+        raise UsageError(f"give the layer sizes with --layers, e.g. --layers {data.n_features},32,{data.n_outputs}")
+    sizes = args.layers
+    classify = data.task == "classification"
+    if sizes[0] != data.n_features:
+        raise UsageError(f"--layers must start with the number of input features of {data.name} "
+                         f"({data.n_features}), got {sizes[0]}")
+    n_out = data.n_outputs
+    binary_single = classify and n_out == 2 and sizes[-1] == 1
+    if sizes[-1] != n_out and not binary_single:
+        what = "classes" if classify else "target columns"
+        raise UsageError(f"--layers must end with the number of {what} of {data.name} ({n_out}), got {sizes[-1]}")
+    loss = args.loss or ("bce" if binary_single else "cross_entropy" if classify else "mse")
+    if classify and loss not in losses.CLASSIFICATION and loss not in losses.CODES:
+        raise UsageError(f"--loss must be one of {sorted(losses.CODES)}, got {loss!r}")
+    optimizer = args.optimizer
+    if optimizer not in optimizers.CODES:
+        raise UsageError(f"--optimizer must be one of {sorted(optimizers.CODES)}, got {optimizer!r}")
+    lr = args.learning_rate if args.learning_rate is not None else LR_DEFAULT[optimizer]
+    sched_opts = {"step": {"step_size": args.step_size, "gamma": 0.1 if args.gamma is None else args.gamma},
+                  "exponential": {"gamma": 0.95 if args.gamma is None else args.gamma},
+                  "cosine": {"eta_min": args.eta_min}}.get(args.schedule, {})
+    schedule = schedules.get_schedule(args.schedule, **sched_opts)
+    out = args.out or os.path.join("runs", args.dataset or os.path.splitext(os.path.basename(args.data))[0])
+
+    # Splits: test (stratified, seeded), then validation from the rest.
+    train_idx, test_idx = _splits(data, args.test_fraction, args.seed)
+    rng = np.random.default_rng([args.seed, 1])
+    keep, val = _stratified_split(data.y[train_idx], args.validation_fraction, rng, classify)
+    fit_idx, val_idx = train_idx[keep], train_idx[val]
+    if args.early_stopping and len(val_idx) == 0:
+        raise UsageError("--early-stopping needs a validation split: --validation-fraction > 0")
+    X, y = data.X, data.y
+    if data.X_test is not None:
+        X_test, y_test = data.X_test, data.y_test
+    else:
+        X_test, y_test = X[test_idx], y[test_idx]
+
+    # Preprocessing, fitted on the training part only.
+    if args.scale == "none":
+        x_offset, x_scale = np.zeros(data.n_features), np.ones(data.n_features)
+    elif args.scale == "auto" and data.x_scale is not None:
+        x_offset, x_scale = np.zeros(data.n_features), np.full(data.n_features, data.x_scale)
+    else:
+        x_offset = X[fit_idx].mean(axis=0)
+        x_scale = X[fit_idx].std(axis=0)
+        x_scale[x_scale == 0] = 1.0
+    y_offset, y_scale = np.zeros(sizes[-1]), np.ones(sizes[-1])
+    if not classify:
+        Y2 = y.reshape(len(y), -1)
+        y_offset = Y2[fit_idx].mean(axis=0)
+        y_scale = Y2[fit_idx].std(axis=0)
+        y_scale[y_scale == 0] = 1.0
+
+    def prep(Xs, ys):
+        Xp = (Xs - x_offset) / x_scale
+        if classify:
+            return Xp, ys
+        return Xp, (ys.reshape(len(ys), -1) - y_offset) / y_scale
+
+    net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
+              seed=args.seed, dtype=np.dtype(args.dtype).type)
+    Xf, yf = prep(X[fit_idx], y[fit_idx])
+    yf = _net_targets(net, yf, data.task)
+    validation = None
+    if len(val_idx):
+        Xv, yv = prep(X[val_idx], y[val_idx])
+        validation = (Xv, _net_targets(net, yv, data.task))
+    checkpoint_path = os.path.join(out, "checkpoint.npz")
+    if args.checkpoint_every:
+        os.makedirs(out, exist_ok=True)
+
+    started = time.perf_counter()
+    history = net.fit(
+        Xf, yf, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr, optimizer=optimizer,
+        validation_data=validation, progress=False if args.quiet else None, momentum=args.momentum,
+        beta1=args.beta1, beta2=args.beta2, eps=args.eps, weight_decay=args.weight_decay, seed=args.seed,
+        lr_schedule=schedule, early_stopping=args.early_stopping, patience=args.patience,
+        min_delta=args.min_delta, checkpoint_every=args.checkpoint_every,
+        checkpoint_path=checkpoint_path if args.checkpoint_every else None, resume_from=args.resume)
+    wall = time.perf_counter() - started
+    epochs_run = len(history["loss"])
+    fit_seconds = float(np.sum(history["seconds"]))
+
+    Xt, yt = prep(X_test, y_test)
+    test = _metrics(net, Xt, yt, data.task, data.classes, y_scale=None if classify else y_scale) \
+        if len(X_test) else None
+    config = {k: v for k, v in vars(args).items() if k not in ("command",)}
+    config.update({"layers": sizes, "loss": loss, "learning_rate": lr, "out": out,
+                   "schedule_options": schedule.params()})
+    run = {"dataset": args.dataset, "data": args.data, "target": args.target, "seed": args.seed,
+           "test_fraction": args.test_fraction, "task": data.task}
+    model_path = os.path.join(out, "model.npz")
+    os.makedirs(out, exist_ok=True)
+    io.save_arrays(model_path, _model_arrays(net, data, x_offset, x_scale, y_offset, y_scale, run))
+
+    per_epoch = {"epoch": list(range(1, epochs_run + 1))}
+    per_epoch.update({k: v for k, v in history.items() if isinstance(v, list)})
+    metrics = {
+        "backprop_numba_version": __version__,
+        "python": platform.python_version(),
+        "dataset": data.name,
+        "task": data.task,
+        "classes": list(data.classes),
+        "n_train": int(len(fit_idx)), "n_validation": int(len(val_idx)), "n_test": int(len(X_test)),
+        "config": config,
+        "epochs_run": epochs_run,
+        "best_epoch": history.get("best_epoch"),
+        "stopped_epoch": history.get("stopped_epoch"),
+        "history": per_epoch,
+        "test": test,
+        "wall_time_s": wall,
+        "train_time_s": fit_seconds,
+        "samples_per_s": len(fit_idx) * epochs_run / fit_seconds if fit_seconds > 0 else None,
+        "files": {"model": model_path, "metrics": os.path.join(out, "metrics.json"),
+                  "loss_curve": os.path.join(out, "loss.png")},
+    }
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2, allow_nan=True)
+    try:
+        _plot(history, os.path.join(out, "loss.png"),
+              f"{data.name}: {'-'.join(map(str, sizes))}, {optimizer}, lr {lr:g}")
+    except ImportError:
+        metrics["files"]["loss_curve"] = None
+        print("backprop-numba: note: matplotlib is not installed, no loss.png "
+              "(pip install 'backprop_numba[train]')", file=sys.stderr)
+    if not args.quiet:
+        last = {k: history[k][-1] for k in ("loss", "val_loss", "val_accuracy") if k in history}
+        print(f"trained {data.name} {'-'.join(map(str, sizes))} for {epochs_run} epochs in {wall:.2f} s "
+              f"({metrics['samples_per_s']:.0f} samples/s): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+        if test is not None:
+            shown = {k: test[k] for k in ("loss", "accuracy", "mse", "mae") if k in test}
+            print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" ({len(X_test)} samples)")
+        print(f"wrote {model_path}, {metrics['files']['metrics']}, {metrics['files']['loss_curve']}")
+    return 0
+
+
+def _model_and_data(args, need_target):
+    model = Model(args.model)
+    if args.dataset is None and args.data is None:
+        raise UsageError("give the data with --dataset NAME or --data FILE")
+    if args.dataset is not None:
+        data = datasets.load(args.dataset)
+    elif need_target:
+        data = datasets.load_file(args.data, target=args.target, task=model.task)
+    else:
+        # The model's own target column, if the file has it, is read apart (and ignored).
+        target = args.target or model.run.get("target")
+        data = datasets.load_file(args.data, target=target, task="auto", target_optional=args.target is None)
+    return model, data
+
+
+def cmd_evaluate(args):
+    if args.target is None:
+        args.target = "target"
+    model, data = _model_and_data(args, need_target=True)
+    source = args.dataset or args.data
+    X, y = data.X, data.y
+    if args.split == "test":
+        run = model.run
+        if not run:
+            raise UsageError("--split test needs a model written by `backprop-numba train`")
+        if data.X_test is not None:
+            X, y = data.X_test, data.y_test
+        else:
+            _, test_idx = _splits(data, run["test_fraction"], run["seed"])
+            X, y = X[test_idx], y[test_idx]
+    from dataclasses import replace
+    sub = replace(data, X=X, y=y)
+    Xp = model.features(sub, source)
+    yp = model.targets(sub, source)
+    result = _metrics(model.net, Xp, yp, model.task, model.classes,
+                      y_scale=None if model.task == "classification" else model.y_scale)
+    result = {"model": args.model, "data": source, "split": args.split, **result}
+    text = json.dumps(result, indent=2)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_predict(args):
+    model, data = _model_and_data(args, need_target=False)
+    source = args.dataset or args.data
+    X = model.features(data, source)
+    out = model.net.predict(X)
+    if model.task == "classification":
+        if out.shape[1] == 1:
+            proba = np.hstack([1.0 - out, out])
+        else:
+            proba = out
+        labels = np.array(model.classes)[np.argmax(proba, axis=1)]
+        if args.proba:
+            result, header = proba, [f"p_{c}" for c in model.classes]
+        else:
+            result, header = labels, ["prediction"]
+    else:
+        result = out * model.y_scale + model.y_offset
+        header = ["prediction"] if result.shape[1] == 1 else [f"prediction_{j}" for j in range(result.shape[1])]
+    if args.out and args.out.endswith(".npy"):
+        arr = np.asarray(result)
+        if arr.dtype.kind == "U":
+            try:
+                arr = arr.astype(np.int64)
+            except ValueError:
+                pass
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        np.save(args.out, arr, allow_pickle=False)
+        return 0
+    if args.out and not args.out.endswith(".csv"):
+        raise UsageError(f"--out must end in .csv or .npy, got {args.out!r}")
+    rows = np.asarray(result)
+    if rows.ndim == 1:
+        rows = rows[:, None]
+    lines = [",".join(header)]
+    for r in rows:
+        lines.append(",".join(v if isinstance(v, str) else repr(float(v)) for v in r.tolist()))
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv=None):
+    """Entry point of ``backprop-numba``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("backprop-numba: choose a command: train, evaluate or predict (see --help)")
+        if args.command == "train" and args.config:
+            _config_defaults(parser.train_parser, args.config)
+            args = parser.parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        message = _one_line(exc)
+        if not message.startswith("backprop-numba"):
+            message = "backprop-numba: error: " + message
+        print(message, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("backprop-numba: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, DivergenceError, KeyError, ImportError) as exc:
+        if os.environ.get("BACKPROP_NUMBA_TRACEBACK"):
+            raise
+        print(f"backprop-numba: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
