@@ -178,6 +178,21 @@ def check_finite_result(what, values, hint):
     return values
 
 
+def check_theta(value, n_params, dtype):
+    """Return a parameter vector for a network: shape (n_params,), finite, of the network's dtype.
+
+    The array itself is kept (so it aliases the caller's) when it already is a
+    writeable C-contiguous vector of that dtype; anything else is converted.
+    """
+    arr = _as_numeric("theta", value)
+    if arr.shape != (n_params,):
+        raise ValueError(f"theta must have shape ({n_params},) (the network's parameter count), got shape {arr.shape}.")
+    out = _kernel_array(arr, dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"theta must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
+    return out
+
+
 def check_inputs(X, n_features, dtype, name="X", what="the network's input size"):
     """Return (X as a C-contiguous (B, n_features) array of dtype, whether it was 1-D).
 

@@ -131,6 +131,8 @@ def save_arrays(path, arrays):
         if arr.dtype.hasobject:
             raise TypeError(f"arrays[{key!r}] must not be an object array (model files never hold pickles), "
                             f"got dtype {arr.dtype}.")
+    if "theta" in arrays and not np.isfinite(arrays["theta"]).all():
+        raise ValueError("theta must be finite to be saved (load refuses non-finite parameters), got NaN or inf.")
     arrays["checksum"] = np.array(_digest(arrays))
     folder = os.path.dirname(os.path.abspath(path))
     try:

@@ -21,6 +21,7 @@ from ._validation import (
     check_layer_sizes,
     check_seed,
     check_targets,
+    check_theta,
 )
 
 # Samples per forward pass when predicting or evaluating large arrays: bounds
@@ -202,6 +203,19 @@ class MLP:
         return net
 
     # -- parameters --------------------------------------------------------
+
+    @property
+    def theta(self):
+        """All parameters in one flat vector of shape (P,): W[1], b[1], W[2], b[2], ...
+
+        Assigning to it is checked (shape, dtype, finite) and converts where
+        needed, so no kernel ever sees a vector that does not fit the network.
+        """
+        return self._theta
+
+    @theta.setter
+    def theta(self, value):
+        self._theta = check_theta(value, self._n_params, self.dtype)
 
     @property
     def n_layers(self):
@@ -451,6 +465,7 @@ class MLP:
         from . import checkpoint as ckpt
         from . import schedules
 
+        check_theta(self.theta, self._n_params, self.dtype)  # e.g. NaN written into net.weights[0]
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
         epochs = check_int("epochs", epochs, minimum=1)

@@ -38,6 +38,12 @@ def fit(net, x, y, **kw):
     return net.fit(x, y, **kw)
 
 
+def _poisoned():
+    net = reg()
+    net.weights[0][0, 0] = np.nan  # weights are writeable views into theta
+    return net
+
+
 W_OK = [np.ones((4, 3)), np.ones((2, 4))]
 B_OK = [np.zeros(4), np.zeros(2)]
 
@@ -183,6 +189,15 @@ BAD = [
      r"indices must be a 1-D integer array"),
     ("cg-indices-range", lambda: check_gradients(reg(), X, Y_REG, indices=[0, 999]), ValueError,
      r"indices must be non-empty positions"),
+    # -- the parameter vector ------------------------------------------------------------
+    ("theta-assign-shape", lambda: setattr(reg(), "theta", np.zeros(3)), ValueError,
+     r"theta must have shape \(26,\) \(the network's parameter count\), got shape \(3,\)"),
+    ("theta-assign-nan", lambda: setattr(reg(), "theta", np.full(26, np.nan)), ValueError, r"theta must be finite"),
+    ("theta-assign-strings", lambda: setattr(reg(), "theta", ["a"] * 26), TypeError, r"theta must hold real numbers"),
+    ("fit-nan-weights", lambda: fit(_poisoned(), X, Y_REG), ValueError, r"theta must be finite"),
+    ("forward-nan-weights", lambda: _poisoned().forward(X), ValueError, r"the network output must be finite"),
+    ("save-nan-weights", lambda: _poisoned().save(_tmp_file("m.npz", b"")), ValueError,
+     r"theta must be finite to be saved"),
     # -- load / save --------------------------------------------------------------------
     ("load-missing", lambda: MLP.load("/nonexistent/dir/model.npz"), FileNotFoundError, r"model file not found"),
     ("load-int-path", lambda: MLP.load(5), TypeError, r"path must be a file path"),
@@ -245,6 +260,20 @@ def test_awkward_arrays_work_and_are_not_written(kind):
     assert net.loss_and_gradients(x, y)[0] == net.loss_and_gradients(base, y)[0]
     fit(net, x, y, epochs=2, batch_size=2)
     np.testing.assert_array_equal(x, before)
+
+
+def test_theta_assignment_converts_and_aliases():
+    net = reg()
+    x = RNG.normal(size=(2, 3))
+    new = RNG.normal(size=26)
+    net.theta = new.astype(np.float32)  # converted to the network's dtype
+    assert net.theta.dtype == np.float64
+    np.testing.assert_array_equal(net.forward(x), MLP.from_weights(
+        [w.copy() for w in net.weights], [b.copy() for b in net.biases], activation="tanh",
+        output_activation="identity", loss="mse").forward(x))
+    exact = new.copy()
+    net.theta = exact  # the right dtype and layout: kept as is
+    assert net.theta is exact
 
 
 def test_pathlike_and_bytes_paths(tmp_path):

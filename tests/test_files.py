@@ -94,8 +94,12 @@ def test_appended_garbage_is_refused(saved, tmp_path):
 
 
 def _forge(path, arrays):
-    """A file written by io's own writer (valid checksums) with chosen content: a forger's best effort."""
-    io.save_arrays(path, arrays)
+    """A file with valid checksums and chosen content, written past save's own checks: a forger's best effort."""
+    arrays = dict(arrays)
+    arrays["checksum"] = np.array(io._digest(arrays))
+    with open(path, "w+b") as f:
+        np.savez(f, **arrays)
+        io._seal(f)
 
 
 def test_mismatched_shapes_are_refused(saved, tmp_path):
@@ -139,6 +143,9 @@ def test_non_finite_parameters_are_refused(saved, tmp_path):
     arrays["theta"][3] = np.nan
     _forge(tmp_path / "nan.npz", arrays)
     _refused(tmp_path / "nan.npz", match="non-finite")
+    with pytest.raises(ValueError, match="theta must be finite to be saved"):
+        io.save_arrays(tmp_path / "nan2.npz", arrays)
+    assert not (tmp_path / "nan2.npz").exists()
 
 
 def test_foreign_files_are_refused(tmp_path):
