@@ -43,13 +43,16 @@ def _exercise():
         ([4, 1, 1, 1], "sigmoid", "bce", None),
         ([1, 7, 2], "identity", "half_sse", "tanh"),
         ([6, 3, 4], "relu", "cross_entropy", None),
+        # Above the kernels' blocking and threading thresholds (K_BLOCK 128 inputs, SAMPLE_BLOCK 64
+        # samples, tiles of 4, PARALLEL_MIN_WORK 2**17 multiply-adds at B = 70), with remainders everywhere.
+        ([130, 67, 5, 3], "tanh", "cross_entropy", None),
     ]
     optimizers = ["sgd", "momentum", "nesterov", "adam"]
     for dtype in (np.float64, np.float32):
         for c, (sizes, act, loss, out_act) in enumerate(cases):
             net = MLP(sizes, activation=act, loss=loss, output_activation=out_act, seed=c, dtype=dtype)
             n0, nL = sizes[0], sizes[-1]
-            for B in (1, 2, 7):
+            for B in ((1, 2, 7, 70) if n0 > 100 else (1, 2, 7)):
                 X = rng.normal(size=(B, n0))
                 if loss == "cross_entropy":
                     Y = rng.integers(0, nL, size=B)
@@ -66,13 +69,14 @@ def _exercise():
                 assert net.jacobian(X).shape == (B, nL, n0)
                 if nL == 1:
                     net.input_gradient(X)
-            X = rng.normal(size=(7, n0))
-            Y = rng.integers(0, nL, size=7) if loss == "cross_entropy" else \
-                rng.integers(0, 2, size=(7, nL)).astype(float)
+            n = 70 if n0 > 100 else 7
+            X = rng.normal(size=(n, n0))
+            Y = rng.integers(0, nL, size=n) if loss == "cross_entropy" else \
+                rng.integers(0, 2, size=(n, nL)).astype(float)
             if loss not in ("cross_entropy", "bce"):
-                Y = rng.normal(size=(7, nL))
-            # batch sizes 3 (partial last batch of 1), 1, 7 (one full batch) and 10 (capped at 7)
-            for bs, opt in zip((3, 1, 7, 10), optimizers):
+                Y = rng.normal(size=(n, nL))
+            # batch sizes 3 (partial last batch), 1, n (one full batch) and n + 3 (capped at n)
+            for bs, opt in zip((3, 1, n, n + 3), optimizers):
                 net.fit(X, Y, epochs=2, batch_size=bs, optimizer=opt, learning_rate=0.01, weight_decay=0.01,
                         validation_data=(X[:2], Y[:2]), on_nonfinite="skip" if bs == 1 else "raise",
                         progress=False)

@@ -58,13 +58,16 @@ def case_train_two_networks():
              dtype=np.float64, data=_data(10, 600, 12, 4, True)),
         dict(sizes=[8, 24, 3], activation="relu", loss="mse", optimizer="momentum", seed=2,
              dtype=np.float32, data=_data(11, 500, 8, 3, False)),
+        # big enough (64 x 64 x 64 multiply-adds a batch) for the kernels' prange paths
+        dict(sizes=[64, 64, 10], activation="sigmoid", loss="cross_entropy", optimizer="sgd", seed=3,
+             dtype=np.float64, data=_data(12, 640, 64, 10, True), batch_size=64),
     ]
 
     def train(spec):
         net = MLP(spec["sizes"], activation=spec["activation"], loss=spec["loss"], seed=spec["seed"],
                   dtype=spec["dtype"])
         X, Y = spec["data"]
-        history = net.fit(X, Y, epochs=15, batch_size=8, learning_rate=0.01, optimizer=spec["optimizer"],
+        history = net.fit(X, Y, epochs=15, batch_size=spec.get("batch_size", 8), learning_rate=0.01, optimizer=spec["optimizer"],
                           seed=spec["seed"], progress=False, validation_data=(X[:50], Y[:50]))
         return net.theta.copy(), history["loss"], history["val_loss"]
 
@@ -86,9 +89,10 @@ def case_train_two_networks():
 def case_predict_one_network():
     from backprop_numba import MLP
 
-    net = MLP([10, 40, 20, 3], activation="sigmoid", loss="cross_entropy", seed=3)
+    # 300 x 96 x 64 multiply-adds in the first layer: the kernels' prange paths run
+    net = MLP([64, 96, 20, 3], activation="sigmoid", loss="cross_entropy", seed=3)
     theta = net.theta.copy()
-    inputs = [_data(20 + i, 300, 10, 3, True) for i in range(4)]
+    inputs = [_data(20 + i, 300, 64, 3, True) for i in range(4)]
 
     def compute(X, Y):
         V = np.tile(np.array([1.0, -2.0, 0.5]), (X.shape[0], 1))
