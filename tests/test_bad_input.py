@@ -291,3 +291,100 @@ def test_bad_input_leaves_the_network_unchanged():
         with pytest.raises((ValueError, TypeError)):
             call()
     np.testing.assert_array_equal(net.theta, theta)
+
+
+# -- the command line (run in a subprocess) ---------------------------------------------
+
+CLI_ROWS = [
+    # id, argv, exit status, regex on stderr
+    ("no-command", [], 2, r"choose a command"),
+    ("layers-zero", ["train", "--data", "good.csv", "--layers", "3,0,2"], 2, r"--layers"),
+    ("layers-text", ["train", "--data", "good.csv", "--layers", "abc"], 2, r"--layers"),
+    ("epochs-zero", ["train", "--data", "good.csv", "--layers", "3,4,2", "--epochs", "0"], 2, r"--epochs"),
+    ("batch-negative", ["train", "--data", "good.csv", "--layers", "3,4,2", "--batch-size", "-1"], 2, r"--batch-size"),
+    ("lr-nan", ["train", "--data", "good.csv", "--layers", "3,4,2", "--learning-rate", "nan", "--out", "o"], 1,
+     r"learning_rate must be finite"),
+    ("lr-negative", ["train", "--data", "good.csv", "--layers", "3,4,2", "--learning-rate", "-1", "--out", "o"], 1,
+     r"learning_rate must be > 0"),
+    ("momentum", ["train", "--data", "good.csv", "--layers", "3,4,2", "--optimizer", "momentum", "--momentum", "2",
+                  "--out", "o"], 1, r"momentum must be < 1"),
+    ("activation", ["train", "--data", "good.csv", "--layers", "3,4,2", "--activation", "swish", "--out", "o"], 1,
+     r"activation must be one of \['identity', 'relu', 'sigmoid', 'tanh'\]"),
+    ("optimizer", ["train", "--data", "good.csv", "--layers", "3,4,2", "--optimizer", "rmsprop"], 2,
+     r"optimizer.*'adam', 'momentum', 'nesterov', 'sgd'"),
+    ("dtype", ["train", "--data", "good.csv", "--layers", "3,4,2", "--dtype", "float16"], 2, r"--dtype"),
+    ("test-fraction", ["train", "--data", "good.csv", "--layers", "3,4,2", "--test-fraction", "1.5"], 2,
+     r"--test-fraction"),
+    ("dataset", ["train", "--dataset", "nosuch"], 1, r"dataset must be one of"),
+    ("data-missing", ["train", "--data", "missing.csv", "--layers", "3,4,2"], 1, r"missing.csv"),
+    ("data-nan", ["train", "--data", "nan.csv", "--layers", "3,4,2", "--out", "o"], 1, r"finite"),
+    ("data-strings", ["train", "--data", "strings.csv", "--layers", "3,4,2", "--out", "o"], 1, r"numeric"),
+    ("data-empty", ["train", "--data", "empty.csv", "--layers", "3,4,2", "--out", "o"], 1, r"empty.csv"),
+    ("config", ["train", "--data", "good.csv", "--config", "bad.toml"], 2, r"bad.toml"),
+    ("model-corrupt", ["evaluate", "--model", "corrupt.npz", "--data", "good.csv"], 1, r"checksum"),
+    ("model-not-a-model", ["predict", "--model", "good.csv", "--data", "good.csv"], 1,
+     r"not a backprop_numba model file"),
+    ("model-missing", ["evaluate", "--model", "missing.npz", "--data", "good.csv"], 1, r"not found"),
+    ("predict-features", ["predict", "--model", "model.npz", "--data", "wide.csv"], 1, r"features"),
+]
+
+CLI_DRIVER = """
+import contextlib, io, json, sys
+from backprop_numba import cli
+rows = json.loads(sys.argv[1])
+out = {}
+for name, argv in rows:
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = cli.main(argv)
+    except BaseException as exc:  # anything escaping main() is a bug
+        status = f"{type(exc).__name__}: {exc}"
+    out[name] = [status, err.getvalue()]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory):
+    pytest.importorskip("backprop_numba.cli")
+    import json
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    Xc = rng.normal(size=(30, 3))
+    lines = ["a,b,c,target"] + [",".join(f"{v:.4f}" for v in row) + f",{int(row[0] > 0)}" for row in Xc]
+    (folder / "good.csv").write_text("\n".join(lines) + "\n")
+    (folder / "nan.csv").write_text("\n".join(lines[:5] + ["1.0,nan,2.0,1"] + lines[5:]) + "\n")
+    (folder / "strings.csv").write_text("\n".join(lines[:5] + ["1.0,hello,2.0,1"] + lines[5:]) + "\n")
+    (folder / "empty.csv").write_text("")
+    (folder / "wide.csv").write_text("a,b,c,d,target\n" + "1,2,3,4,0\n1,2,3,5,1\n")
+    (folder / "bad.toml").write_text("epochs = [\n")
+    MLP([3, 4, 2], loss="cross_entropy", seed=0).save(folder / "model.npz")
+    data = bytearray((folder / "model.npz").read_bytes())
+    data[100] ^= 1
+    (folder / "corrupt.npz").write_bytes(bytes(data))
+    rows = [[row[0], row[1]] for row in CLI_ROWS]
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", CLI_DRIVER, json.dumps(rows)], cwd=folder,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    # and the real console entry point once: an exit status, one line, no traceback
+    real = subprocess.run([sys.executable, "-m", "backprop_numba.cli", "train", "--data", "good.csv", "--layers",
+                           "3,0,2"], cwd=folder, capture_output=True, text=True, timeout=120)
+    results["console-entry-point"] = [real.returncode, real.stderr]
+    return results
+
+
+@pytest.mark.parametrize("name, argv, status, match", CLI_ROWS + [("console-entry-point", None, 2, r"--layers")],
+                         ids=[row[0] for row in CLI_ROWS] + ["console-entry-point"])
+def test_cli_bad_input(cli_results, name, argv, status, match):
+    import re
+
+    got_status, stderr = cli_results[name]
+    assert got_status == status, f"exit status {got_status!r}, stderr: {stderr}"
+    assert "Traceback" not in stderr
+    assert stderr.startswith("backprop-numba"), stderr
+    assert re.search(match, stderr), stderr
