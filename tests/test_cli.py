@@ -266,3 +266,38 @@ def test_console_script_is_installed():
         pytest.skip("package not installed with its entry point")
     r = subprocess.run([exe, "--version"], capture_output=True, text=True, env=ENV)
     assert r.returncode == 0
+
+
+def _run_on_a_terminal(args):
+    """Run the CLI with stderr on a pseudo-terminal of 100 columns; return (status, terminal text)."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    p = subprocess.Popen([sys.executable, "-m", "backprop_numba.cli", *map(str, args)], stdout=subprocess.DEVNULL,
+                         stderr=slave, env=ENV)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=300), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminal test for Linux")
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    args = ["train", "--dataset", "digits", "--layers", "64,10", "--epochs", 3, "--out", tmp_path / "r"]
+    status, text = _run_on_a_terminal(args)
+    assert status == 0
+    assert "3/3" in text and "loss=" in text and "epoch" in text  # tqdm's bar with the running loss
+    status, text = _run_on_a_terminal(args + ["--quiet"])
+    assert status == 0 and "loss=" not in text
+    r = cli(*args)  # stderr is a pipe here: no bar
+    assert r.returncode == 0 and r.stderr == ""
