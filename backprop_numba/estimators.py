@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-from ._validation import check_choice, check_float, check_int
+from ._validation import check_bool, check_choice, check_float, check_int
 from .mlp import MLP
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -114,6 +114,12 @@ class _BaseMLP(BaseEstimator):
         tol = check_float("tol", self.tol, low=0.0)
         validation_fraction = check_float("validation_fraction", self.validation_fraction, low=0.0, high=1.0,
                                           low_open=True, high_open=True)
+        # Checked under the estimator's own names (MLP.fit would name weight_decay, beta1, eps, ...).
+        check_float("alpha", self.alpha, low=0.0)
+        check_float("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        check_float("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        check_float("epsilon", self.epsilon, low=0.0, low_open=True)
+        check_bool("shuffle", self.shuffle)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
         self.net_ = MLP([X.shape[1], *self._hidden(), n_out], activation=self.activation,

@@ -388,3 +388,56 @@ def test_cli_bad_input(cli_results, name, argv, status, match):
     assert "Traceback" not in stderr
     assert stderr.startswith("backprop-numba"), stderr
     assert re.search(match, stderr), stderr
+
+
+# -- the scikit-learn estimators ----------------------------------------------------------
+
+def _estimators():
+    return pytest.importorskip("backprop_numba.estimators")
+
+
+XE = RNG.normal(size=(12, 3))
+YE = np.array([0, 1, 2] * 4)
+
+
+def _clf(**kw):
+    return _estimators().MLPClassifier(**{"hidden_layer_sizes": (4,), "max_iter": 2, "random_state": 0, **kw})
+
+
+def _reg(**kw):
+    return _estimators().MLPRegressor(**{"hidden_layer_sizes": (4,), "max_iter": 2, "random_state": 0, **kw})
+
+
+ESTIMATOR_ROWS = [
+    ("est-hidden-zero", lambda: _clf(hidden_layer_sizes=(0,)).fit(XE, YE), ValueError,
+     r"hidden_layer_sizes\[0\] must be >= 1"),
+    ("est-hidden-float", lambda: _clf(hidden_layer_sizes=(2.5,)).fit(XE, YE), TypeError,
+     r"hidden_layer_sizes\[0\] must be an integer"),
+    ("est-solver", lambda: _clf(solver="lbfgs").fit(XE, YE), ValueError, r"solver must be one of"),
+    ("est-activation", lambda: _clf(activation="swish").fit(XE, YE), ValueError, r"activation must be one of"),
+    ("est-schedule", lambda: _clf(learning_rate="adaptive").fit(XE, YE), ValueError, r"learning_rate must be one of"),
+    # named "learning_rate" (MLP.fit's name; the estimator's learning_rate is the schedule): left to the owner
+    ("est-lr", lambda: _clf(learning_rate_init=0.0).fit(XE, YE), ValueError, r"learning_rate(_init)? must be > 0"),
+    ("est-alpha", lambda: _reg(alpha=-1.0).fit(XE, XE[:, 0]), ValueError, r"alpha must be >= 0"),
+    ("est-beta", lambda: _clf(beta_1=1.0).fit(XE, YE), ValueError, r"beta_1 must be < 1"),
+    ("est-epsilon", lambda: _clf(epsilon=0.0).fit(XE, YE), ValueError, r"epsilon must be > 0"),
+    ("est-shuffle", lambda: _clf(shuffle="yes").fit(XE, YE), TypeError, r"shuffle must be True or False"),
+    ("est-max-iter", lambda: _clf(max_iter=0).fit(XE, YE), ValueError, r"max_iter must be >= 1"),
+    ("est-batch", lambda: _clf(batch_size="big").fit(XE, YE), ValueError, r"batch_size must be 'auto' or an int"),
+    ("est-validation-fraction", lambda: _clf(early_stopping=True, validation_fraction=1.5).fit(XE, YE), ValueError,
+     r"validation_fraction must be < 1"),
+    ("est-dtype", lambda: _clf(dtype="float16").fit(XE, YE), ValueError, r"dtype must be float32 or float64"),
+    ("est-x-nan", lambda: _clf().fit(np.where(XE > 1, np.nan, XE), YE), ValueError, r"NaN"),
+    ("est-x-complex", lambda: _clf().fit(XE.astype(complex), YE), ValueError, r"[Cc]omplex"),
+    ("est-one-class", lambda: _clf().fit(XE, np.zeros(12)), ValueError, r"at least 2 classes"),
+    ("est-continuous-y", lambda: _clf().fit(XE, XE[:, 0]), ValueError, r"[Uu]nknown label type"),
+    ("est-y-nan", lambda: _reg().fit(XE, np.where(XE[:, 0] > 1, np.nan, 0.0)), ValueError, r"NaN"),
+    ("est-predict-features", lambda: _reg().fit(XE, XE[:, 0]).predict(XE[:, :2]), ValueError, r"features"),
+    ("est-not-fitted", lambda: _clf().predict(XE), ValueError, r"not fitted"),
+]
+
+
+@pytest.mark.parametrize("call, exc, match", [row[1:] for row in ESTIMATOR_ROWS], ids=[row[0] for row in ESTIMATOR_ROWS])
+def test_estimator_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
