@@ -79,6 +79,9 @@ def _finite(result):
         return all(_finite(r) for r in result)
     if isinstance(result, list):
         return all(_finite(r) for r in result)
+    result = np.asarray(result)
+    if result.dtype.kind not in "fciub":  # class labels of an estimator may be strings
+        return True
     return bool(np.all(np.isfinite(result)))
 
 
@@ -89,7 +92,8 @@ def _call(fn, *args, divergence_ok=False, **kwargs):
     except allowed as exc:
         assert str(exc), "an error without a message"
         return None
-    assert _finite(result), f"{fn.__name__} returned non-finite values without raising"
+    if not hasattr(result, "get_params"):  # a fitted estimator returns itself
+        assert _finite(result), f"{fn.__name__} returned non-finite values without raising"
     return result
 
 
@@ -193,3 +197,18 @@ def test_fuzz_from_weights(W, b):
                 assert str(exc)
                 continue
             assert np.isfinite(net.theta).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(X=arrays(n_features=3), y=arrays(n_features=1))
+def test_fuzz_estimators(X, y):
+    estimators = pytest.importorskip("backprop_numba.estimators")
+    for make in (estimators.MLPClassifier, estimators.MLPRegressor):
+        est = make(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+        yy = y if y is not None and np.ndim(y) else np.arange(_n(X)) % 2
+        fitted = _call(est.fit, X, yy)
+        if fitted is not None:
+            _call(est.predict, X)
+        good = make(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(
+            np.random.default_rng(0).normal(size=(6, 3)), np.arange(6) % 2)
+        _call(good.predict, X)
