@@ -507,8 +507,10 @@ def cmd_train(args):
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, allow_nan=True)
     try:
-        _plot(history, os.path.join(out, "loss.png"),
-              f"{data.name}: {'-'.join(map(str, sizes))}, {optimizer}, lr {lr:g}")
+        title = f"{data.name}: {'-'.join(map(str, sizes))}, {optimizer}, lr {lr:g} ({schedule.name})"
+        if test is not None and "accuracy" in test:
+            title += f", test accuracy {100 * test['accuracy']:.1f}%"
+        _plot(history, os.path.join(out, "loss.png"), title)
     except ImportError:
         metrics["files"]["loss_curve"] = None
         print("backprop-numba: note: matplotlib is not installed, no loss.png "

@@ -13,7 +13,7 @@ key                 dtype         meaning
 ``dtype``           str           ``"float32"`` or ``"float64"``
 ``theta``           dtype (P,)    all parameters: W[1], b[1], W[2], b[2], ...
                                   (each W[l] row-major, shape (n[l], n[l-1]))
-``extra.<name>``    any numeric   optional extra arrays (e.g. optimizer state)
+``extra.<name>``    numeric, str  optional extra arrays (checkpoints, CLI preprocessing)
 ``checksum``        str           SHA-256 over every other entry (see _digest)
 ==================  ============  ==============================================
 
