@@ -183,6 +183,8 @@ def _bad_files(tmp):
     (tmp / "junk.npz").write_bytes(b"not a zip file")
     (tmp / "model.npz").write_bytes(b"PK\x03\x04 truncated")
     np.savez(tmp / "three.npz", X=np.ones((5, 3)), y=np.arange(5) % 2)
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    np.savez(tmp / "reg.npz", X=X, y=3.5 * X[:, 0])
     MLP([3, 2], loss="cross_entropy", seed=0).save(tmp / "three_in.npz")
 
 
@@ -211,6 +213,8 @@ BAD = [
     (["train", "--config", "{tmp}/badtype.toml"], "option 'epochs'"),
     (["train", "--config", "{tmp}/none.toml"], "config file not found"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--resume", "{tmp}/three_in.npz"], "not a training checkpoint"),
+    (["train", "--data", "{tmp}/reg.npz", "--target", "y", "--layers", "2,8,1", "--optimizer", "sgd", "--lr", "1e6",
+      "--schedule", "constant", "--epochs", "5"], "training diverged"),
     (["evaluate", "--model", "{tmp}/none.npz", "--dataset", "digits"], "model file not found"),
     (["evaluate", "--model", "{tmp}/model.npz", "--dataset", "digits"], "model file"),
     (["evaluate", "--model", "{tmp}/three_in.npz", "--dataset", "digits"], "has 64 features but the model expects 3"),
