@@ -574,10 +574,12 @@ class MLP:
                                  rng=rng, split_seed=split_seed, history=history, best_theta=best_theta,
                                  best=(best_loss, best_epoch, wait))
 
+        stopped = 0
+        if early_stopping and wait >= patience:  # resumed from the checkpoint written when it stopped
+            stopped, first = first - 1, epochs + 1
         bar = _progress_bar(epochs, progress)
         if bar is not None and first > 1:
-            bar.update(first - 1)
-        stopped = 0
+            bar.update(min(first - 1, epochs))
         try:
             for epoch in range(first, epochs + 1):
                 started = time.perf_counter()

@@ -114,3 +114,18 @@ def test_resume_refuses_mismatches(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError):
         _net().fit(X, y, epochs=4, optimizer="adam", resume_from=path, progress=False)
+
+
+def test_resuming_a_stopped_run_changes_nothing(tmp_path):
+    X, y = _data(150)
+    opts = dict(epochs=80, batch_size=4, learning_rate=0.05, optimizer="adam", seed=1, progress=False,
+                validation_fraction=0.3, early_stopping=True, patience=3)
+    path = tmp_path / "stopped.npz"
+    net = _net()
+    h = net.fit(X, y, **opts, checkpoint_every=50, checkpoint_path=path)
+    assert 0 < h["stopped_epoch"] < 80
+    assert read_checkpoint(path)[1]["epoch"] == h["stopped_epoch"]  # written when it stopped
+    again = _net(seed=5)
+    h2 = again.fit(X, y, **opts, resume_from=path)
+    assert (h2["best_epoch"], h2["stopped_epoch"]) == (h["best_epoch"], h["stopped_epoch"])
+    assert h2["loss"] == h["loss"] and again.theta.tobytes() == net.theta.tobytes()
