@@ -135,6 +135,10 @@ def save_arrays(path, arrays):
         raise ValueError("theta must be finite to be saved (load refuses non-finite parameters), got NaN or inf.")
     arrays["checksum"] = np.array(_digest(arrays))
     folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"path must be a file path, got a directory: {path}.")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder does not exist: {folder} (saving {path}).")
     try:
         mode = os.stat(path).st_mode & 0o777
     except OSError:
@@ -167,6 +171,27 @@ def save_arrays(path, arrays):
         os.close(dir_fd)
 
 
+def _read_verified(f, path):
+    """Every entry of the open model file f, after its file checksum has been verified."""
+    try:
+        _verify_seal(f, path)
+        # The file is the one save wrote; still parse it defensively.
+        f.seek(0)
+        data = np.load(f, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array, not an .npz archive")
+        with data:
+            return {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if str(exc).startswith(path):
+            raise
+        raise ValueError(f"{path} is not a readable backprop_numba model file "
+                         f"(truncated, corrupted or not an .npz archive): {exc}") from None
+    except Exception as exc:  # zipfile/zlib/struct/... errors on a damaged archive
+        raise ValueError(f"{path} is not a readable backprop_numba model file "
+                         f"(truncated, corrupted or not an .npz archive): {type(exc).__name__}: {exc}") from None
+
+
 def load_arrays(path):
     """Read and verify a model file; return its entries as a dict of arrays.
 
@@ -179,24 +204,8 @@ def load_arrays(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a backprop_numba model file.")
-    try:
-        with open(path, "rb") as f:
-            _verify_seal(f, path)
-            # The file is the one save wrote; still parse it defensively.
-            f.seek(0)
-            data = np.load(f, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
-            with data:
-                arrays = {key: data[key] for key in data.files}
-    except ValueError as exc:
-        if str(exc).startswith(path):
-            raise
-        raise ValueError(f"{path} is not a readable backprop_numba model file "
-                         f"(truncated, corrupted or not an .npz archive): {exc}") from None
-    except Exception as exc:  # zipfile/zlib/struct/... errors on a damaged archive
-        raise ValueError(f"{path} is not a readable backprop_numba model file "
-                         f"(truncated, corrupted or not an .npz archive): {type(exc).__name__}: {exc}") from None
+    with open(path, "rb") as f:  # PermissionError and other OS errors pass through as they are
+        arrays = _read_verified(f, path)
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise ValueError(f"{path} is not a backprop_numba model file: missing entries {missing}.")

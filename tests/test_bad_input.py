@@ -207,6 +207,9 @@ BAD = [
     ("load-text-file", lambda: MLP.load(_tmp_file("text.npz", b"not a model, just text" * 20)), ValueError,
      r"not a backprop_numba model file"),
     ("save-int-path", lambda: reg().save(3.5), TypeError, r"path must be a file path"),
+    ("save-directory", lambda: reg().save(os.path.dirname(__file__)), ValueError, r"got a directory"),
+    ("save-no-folder", lambda: reg().save("/nonexistent-folder-i4/m.npz"), FileNotFoundError,
+     r"folder does not exist"),
 ]
 
 
