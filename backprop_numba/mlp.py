@@ -430,8 +430,9 @@ class MLP:
         momentum, beta1, beta2, eps : optimizer hyper-parameters
         weight_decay : float >= 0, L2 penalty on weights (not biases)
         on_nonfinite : "raise" (default) stops with DivergenceError at the
-            first non-finite loss or gradient, keeping the last finite
-            parameters; "skip" skips such mini-batches and counts them in
+            first non-finite loss or gradient, or optimizer step that would
+            make a parameter non-finite, keeping the last finite parameters;
+            "skip" skips such mini-batches and counts them in
             history["skipped_steps"].
         seed : int, optional; seeds the shuffling and the validation split
             (default: the network's generator)
