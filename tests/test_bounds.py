@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def _exercise():
@@ -103,5 +104,40 @@ def test_kernels_with_boundscheck(tmp_path):
     assert "boundscheck exercise: ok" in done.stdout
 
 
+def _cache_step(step):
+    """One process of test_cached_kernels_across_processes: a network above the prange threshold."""
+    from backprop_numba import MLP
+
+    net = MLP([64, 96, 20, 3], activation="sigmoid", loss="cross_entropy", seed=3)
+    rng = np.random.default_rng(20)
+    X, Y = rng.normal(size=(300, 64)), rng.integers(0, 3, 300)
+    if step == "fit":
+        net.fit(X, Y, epochs=1, batch_size=300, progress=False)
+    elif step == "grad":
+        net.loss_and_gradients(X, Y)
+    else:
+        net.forward(X)
+    print(f"cache step {step}: ok")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "numba #8578/#4807: a cache=True function compiled while a callee that reaches a parallel=True kernel "
+    "was loaded from the on-disk cache is cached broken; the next process that loads it segfaults "
+    "(here: fit, then loss_and_gradients, then loss_and_gradients again). Needs a kernel-side fix in "
+    "_kernels.py (no cached function may reach a prange kernel); remove this mark when fixed."))
+def test_cached_kernels_across_processes(tmp_path):
+    """Each entry point used first in its own process, then reloaded from the on-disk cache: never a crash."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    env.pop("NUMBA_BOUNDSCHECK", None)
+    for step in ("fit", "grad", "grad", "predict"):
+        done = subprocess.run([sys.executable, "-W", "ignore", __file__, "--cache-step", step], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"process '{step}' exited {done.returncode}\n{done.stderr[-3000:]}"
+
+
 if __name__ == "__main__":
-    _exercise()
+    if sys.argv[1:2] == ["--cache-step"]:
+        _cache_step(sys.argv[2])
+    else:
+        _exercise()
