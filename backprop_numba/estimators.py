@@ -256,11 +256,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        self.y_mean_ = Y.mean(axis=0)
-        scale = Y.std(axis=0)
-        scale[scale == 0] = 1.0
-        self.y_scale_ = scale
-        return self._fit_network(X, (Y - self.y_mean_) / self.y_scale_, Y.shape[1], "mse", "identity")
+        # Standardise through Y / max|Y| so that huge targets cannot overflow the squares.
+        peak = np.abs(Y).max(axis=0)
+        peak[peak == 0] = 1.0
+        Yn = Y / peak
+        mean, std = Yn.mean(axis=0), Yn.std(axis=0)
+        std[std == 0] = 1.0
+        self.y_mean_, self.y_scale_ = mean * peak, std * peak
+        return self._fit_network(X, (Yn - mean) / std, Y.shape[1], "mse", "identity")
 
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as y in fit."""
