@@ -123,9 +123,14 @@ CASES = {"train_two_networks": case_train_two_networks, "predict_one_network": c
 def test_threads(case):
     env = dict(os.environ)
     env.pop("NUMBA_DISABLE_JIT", None)
-    done = subprocess.run([sys.executable, "-W", "ignore", __file__, case], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, f"exit {done.returncode}\n" + done.stdout[-3000:] + done.stderr[-5000:]
+    done = subprocess.run([sys.executable, "-X", "faulthandler", "-W", "ignore", __file__, case], env=env,
+                          capture_output=True, text=True, timeout=300)
+    hint = ""
+    if done.returncode < 0:
+        hint = ("\n(the child died of a signal; if the faulthandler trace below shows the sequential reference "
+                "run, not a thread, suspect a broken numba on-disk cache: see "
+                "test_bounds.py::test_cached_kernels_across_processes)")
+    assert done.returncode == 0, f"exit {done.returncode}{hint}\n" + done.stdout[-3000:] + done.stderr[-5000:]
     assert f"{case}: ok" in done.stdout
 
 
