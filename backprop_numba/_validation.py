@@ -20,7 +20,10 @@ MAX_PARAMETERS = 2**40
 
 
 def _describe(value):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
