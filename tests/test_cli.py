@@ -14,14 +14,7 @@ from backprop_numba import MLP
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-# Numba cache warnings would muddy stderr; a cache folder of the session's own
-# keeps the subprocesses apart from stale on-disk caches of edited kernels.
-ENV = dict(os.environ, PYTHONWARNINGS="ignore")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _numba_cache(tmp_path_factory):
-    ENV["NUMBA_CACHE_DIR"] = str(tmp_path_factory.mktemp("numba_cache"))
+ENV = dict(os.environ, PYTHONWARNINGS="ignore")  # numba cache warnings would muddy stderr
 
 
 def cli(*args, cwd=None, timeout=300):
@@ -116,7 +109,8 @@ def flowers(tmp_path):
 def test_train_csv_with_config_file_and_override(flowers, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('[train]\nlayers = [3, 8, 3]\nactivation = "tanh"\nepochs = 7\nbatch-size = 16\n'
-                      'optimizer = "momentum"\nlearning_rate = 0.05\ntarget = "species"\nseed = 3\n')
+                      'optimizer = "momentum"\nlearning_rate = 0.05\ntarget = "species"\nseed = 3\n'
+                      'early-stopping = true\npatience = 20\n')
     out = tmp_path / "run"
     r = cli("train", "--config", config, "--data", flowers, "--epochs", 4, "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
@@ -125,6 +119,7 @@ def test_train_csv_with_config_file_and_override(flowers, tmp_path):
     assert m["epochs_run"] == 4  # the command line beat the config's 7
     assert m["config"]["optimizer"] == "momentum" and m["config"]["batch_size"] == 16
     assert m["config"]["activation"] == "tanh" and m["classes"] == ["setosa", "versicolor", "virginica"]
+    assert m["config"]["early_stopping"] is True and 1 <= m["best_epoch"] <= 4
     assert m["test"]["accuracy"] > 0.8
 
     # predict: the target column in the file is ignored; labels come back as the class names.
