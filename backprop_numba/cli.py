@@ -217,7 +217,7 @@ def _config_defaults(train, path):
 
 # -- data and preprocessing ----------------------------------------------------
 
-def _load_data(args, need_target=True):
+def _load_data(args):
     if args.dataset is None and args.data is None:
         raise UsageError("give the data with --dataset NAME or --data FILE")
     if args.dataset is not None:
@@ -400,7 +400,7 @@ def cmd_train(args):
         what = "classes" if classify else "target columns"
         raise UsageError(f"--layers must end with the number of {what} of {data.name} ({n_out}), got {sizes[-1]}")
     loss = args.loss or ("bce" if binary_single else "cross_entropy" if classify else "mse")
-    if classify and loss not in losses.CLASSIFICATION and loss not in losses.CODES:
+    if loss not in losses.CODES:
         raise UsageError(f"--loss must be one of {sorted(losses.CODES)}, got {loss!r}")
     optimizer = args.optimizer
     if optimizer not in optimizers.CODES:
