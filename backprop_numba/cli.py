@@ -222,7 +222,7 @@ def _load_data(args):
         raise UsageError("give the data with --dataset NAME or --data FILE")
     if args.dataset is not None:
         return datasets.load(args.dataset)
-    return datasets.load_file(args.data, target=args.target if need_target else None,
+    return datasets.load_file(args.data, target=args.target,
                               task=getattr(args, "task", "auto"))
 
 
