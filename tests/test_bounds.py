@@ -124,7 +124,10 @@ def _cache_step(step):
     "numba #8578/#4807: a cache=True function compiled while a callee that reaches a parallel=True kernel "
     "was loaded from the on-disk cache is cached broken; the next process that loads it segfaults "
     "(here: fit, then loss_and_gradients, then loss_and_gradients again). Needs a kernel-side fix in "
-    "_kernels.py (no cached function may reach a prange kernel); remove this mark when fixed."))
+    "_kernels.py; one that passed this test, the epoch, gradient, training and thread tests in a copy: "
+    "decorate the functions that reach a prange kernel (_forward, _backward, _backprop_linear, "
+    "_weight_gradients, _predict, _loss_and_gradients, _loss_value, _vjp, _train_epoch) with "
+    "PARALLEL_OPTS too. Remove this mark when fixed."))
 def test_cached_kernels_across_processes(tmp_path):
     """Each entry point used first in its own process, then reloaded from the on-disk cache: never a crash."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
