@@ -115,6 +115,7 @@ class _BaseMLP(BaseEstimator):
         validation_fraction = check_float("validation_fraction", self.validation_fraction, low=0.0, high=1.0,
                                           low_open=True, high_open=True)
         # Checked under the estimator's own names (MLP.fit would name weight_decay, beta1, eps, ...).
+        check_float("learning_rate_init", self.learning_rate_init, low=0.0, low_open=True)
         check_float("alpha", self.alpha, low=0.0)
         check_float("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         check_float("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)

@@ -608,6 +608,12 @@ class MLP:
                     history["lr"].append(lr_epoch)
                 if validate:
                     history["val_loss"].append(self._loss_value_checked(Xv, Yv))
+                    if not math.isfinite(history["val_loss"][-1]):
+                        # Finite parameters whose outputs overflow: no history entry built on NaN.
+                        raise DivergenceError(
+                            f"training diverged: the validation loss is not finite after epoch {epoch} (the "
+                            "parameters are finite but the network's outputs overflow). Try a smaller "
+                            f"learning_rate (got {lr_epoch:g}).", epoch=epoch, step=steps, history=history)
                     if classify:
                         history["val_accuracy"].append(_accuracy(self._forward_checked(Xv), Yv, self.loss))
                 history["seconds"].append(time.perf_counter() - started)

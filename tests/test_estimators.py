@@ -90,7 +90,7 @@ def test_bad_parameters_are_refused_in_fit():
         ({"solver": "lbfgs"}, ValueError, "solver must be one of"),
         ({"hidden_layer_sizes": (0,)}, ValueError, r"hidden_layer_sizes\[0\] must be >= 1"),
         ({"learning_rate": "adaptive"}, ValueError, "learning_rate must be one of"),
-        ({"learning_rate_init": -1.0}, ValueError, "learning_rate must be > 0"),
+        ({"learning_rate_init": -1.0}, ValueError, "learning_rate_init must be > 0"),
         ({"batch_size": "big"}, ValueError, "batch_size must be 'auto'"),
         ({"activation": "swish"}, ValueError, "activation must be one of"),
     ]:
