@@ -27,9 +27,12 @@ output arguments, and never raise: the Python layer validates before calling,
 and a non-finite loss or gradient is reported through a status code.
 """
 
+import warnings
+
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core.errors import NumbaPerformanceWarning
 
 from .activations import IDENTITY, RELU, SIGMOID, SOFTMAX, TANH
 from .losses import BCE, CROSS_ENTROPY, HALF_SSE, MSE, SSE
@@ -40,15 +43,26 @@ from .optimizers import ADAM, MOMENTUM, NESTEROV, SGD
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # error_model="numpy" keeps IEEE division (no ZeroDivisionError from a kernel).
 OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
-# The same, for the few drivers that split a layer over threads with prange.
+# The same, for the drivers that split a layer over threads with prange AND for
+# every kernel that calls one, directly or not: a cache=True function compiled
+# without parallel=True while a callee reaching a prange kernel came from the
+# on-disk cache is cached broken, and the next process that loads it segfaults
+# (numba #8578/#4807; tests/test_bounds.py::test_cached_kernels_across_processes).
+# These callers hold no array expressions, so parallel=True adds no hidden
+# parallel regions to them (allocations such as np.arange would become one:
+# _iota fills with a plain loop instead).
 PARALLEL_OPTS = dict(OPTS, parallel=True)
+# ...for which numba says, at compile time, that it found nothing to run in
+# parallel: expected for those callers, so not shown to users.
+warnings.filterwarnings("ignore", message=r"(?s).*no transformation for parallel execution was possible",
+                        category=NumbaPerformanceWarning)
 
 # A matrix-shaped loop (one layer of the forward pass, the delta recursion or
 # dC/dW) runs on several threads only when it has at least this many
 # multiply-adds (B * n[l] * n[l-1]): below that the fork/join of a parallel
 # region (~5-20 us) costs more than it saves, so small nets and small batches
 # stay serial.  Measured on 2 cores (issue 5); see benchmarks/compare.py.
-PARALLEL_MIN_WORK = 1 << 17
+PARALLEL_MIN_WORK = 1 << 20
 # Units per register tile: the blocked loops below compute TILE outputs for
 # TILE samples at once, so every value loaded from W or a is used TILE times.
 TILE = 4
@@ -60,6 +74,11 @@ PARTS = 8
 # stays in L2 while every sample or unit passes over it).
 SAMPLE_BLOCK = 64
 K_BLOCK = 128
+# From this batch size on, dC/dW sums over samples as dot products of the
+# transposed delta and a[l-1] (_outer_sum_dot_units); below it, row updates.
+DOT_MIN_BATCH = 16
+# Activations of at least this many values (B * n[l]) are computed on several threads.
+PARALLEL_MIN_UNITS = 1 << 15
 
 
 
@@ -156,7 +175,7 @@ def _g_prime(code, a):
     return 1.0  # IDENTITY
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _activate(code, z, a):
     """a = g(z) row by row; softmax shifts by the row maximum so exp never overflows."""
     B, m = z.shape
@@ -173,10 +192,21 @@ def _activate(code, z, a):
                 total += e
             for j in range(m):
                 a[s, j] = a[s, j] / total
+    elif B * m >= PARALLEL_MIN_UNITS:
+        _activate_parallel(code, z, a)
     else:
         for s in range(B):
             for j in range(m):
                 a[s, j] = _g(code, z[s, j])
+
+
+@njit(**PARALLEL_OPTS)
+def _activate_parallel(code, z, a):
+    """a = g(z) elementwise (not softmax), one slice of samples per thread."""
+    B, m = z.shape
+    for s in prange(B):
+        for j in range(m):
+            a[s, j] = _g(code, z[s, j])
 
 
 @njit(**OPTS)
@@ -303,7 +333,7 @@ def _dense_parallel(W, b, a_prev, z):
         _dense_units(W, b, a_prev, z, c * size, min(n_out, (c + 1) * size))
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _forward(theta, arch, a_buf, z_buf, B):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
@@ -327,6 +357,15 @@ def _forward(theta, arch, a_buf, z_buf, B):
 
 
 @njit(**OPTS)
+def _iota(n):
+    """The int64 array 0..n-1 (a plain loop: np.arange in a parallel=True caller becomes a parallel region)."""
+    rows = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        rows[i] = i
+    return rows
+
+
+@njit(**OPTS)
 def _load_inputs(X, rows, start, B, arch, a_buf):
     """Copy samples X[rows[start:start+B]] into layer 0 of a_buf (a[0] = x)."""
     a0 = _rows(a_buf, arch, 0, B)
@@ -347,7 +386,7 @@ def _load_targets(Y, rows, start, B, y_buf):
     return y
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk):
     """out[i] = a[L](X[rows[i]]) for every i, `chunk` samples per forward pass."""
     L = arch.shape[1] - 1
@@ -444,7 +483,7 @@ def _output_delta(loss, code, a, y, delta):
 # Backward pass: the delta recursion and the gradients
 # --------------------------------------------------------------------------
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _backprop_linear(W, delta, out):
     """out = delta W, i.e. out[s] = W^T delta[s]: dC/da[l-1] from delta[l] = dC/dz[l]."""
     B, n_out = delta.shape
@@ -536,7 +575,7 @@ def _backprop_linear_parallel(W, delta, out):
         _backprop_linear_inputs(W, delta, out, c * size, min(n_in, (c + 1) * size))
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _backward(theta, arch, a_buf, d_buf, B):
     """The delta recursion, from delta[L] (already in d_buf) down to delta[1].
 
@@ -638,10 +677,103 @@ def _outer_sum_parallel(delta, a_prev, scale, dW):
 
 
 @njit(**OPTS)
-def _weight_gradients(arch, a_buf, d_buf, B, scale, grad):
+def _outer_sum_dot_units(delta_T, a_T, dW, j0, j1):
+    """dW[j, k] = sum_s delta_T[j, s] a_T[k, s] for units j0 <= j < j1: the sum over samples as dot products.
+
+    The same sum as _outer_sum_units, with the batch index s innermost: delta
+    and a[l-1] transposed (samples contiguous), 4 units j x 4 inputs k per
+    pass over s, 16 running sums in registers and no store in the inner loop
+    (the blocking of _dense_block); ~2x the FLOP/s of the row-update form
+    once the batch is large enough to fill the vectors.
+    """
+    n_in = a_T.shape[0]
+    zero = dW.dtype.type(0)
+    for k_first in range(0, n_in, SAMPLE_BLOCK):
+        k_last = min(n_in, k_first + SAMPLE_BLOCK)
+        j = j0
+        while j < j1:
+            if j + TILE <= j1:
+                g0, g1, g2, g3 = delta_T[j], delta_T[j + 1], delta_T[j + 2], delta_T[j + 3]
+                k = k_first
+                while k + TILE <= k_last:
+                    x0, x1, x2, x3 = a_T[k], a_T[k + 1], a_T[k + 2], a_T[k + 3]
+                    c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
+                    c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
+                    # seed 002 eq. 3: sum_s delta_sj a_sk, 4 units j (first index) x 4 inputs k (second)
+                    for s in range(delta_T.shape[1]):
+                        u0, u1, u2, u3 = g0[s], g1[s], g2[s], g3[s]
+                        v0, v1, v2, v3 = x0[s], x1[s], x2[s], x3[s]
+                        c00 += u0 * v0
+                        c01 += u0 * v1
+                        c02 += u0 * v2
+                        c03 += u0 * v3
+                        c10 += u1 * v0
+                        c11 += u1 * v1
+                        c12 += u1 * v2
+                        c13 += u1 * v3
+                        c20 += u2 * v0
+                        c21 += u2 * v1
+                        c22 += u2 * v2
+                        c23 += u2 * v3
+                        c30 += u3 * v0
+                        c31 += u3 * v1
+                        c32 += u3 * v2
+                        c33 += u3 * v3
+                    dW[j, k], dW[j, k + 1], dW[j, k + 2], dW[j, k + 3] = c00, c01, c02, c03
+                    dW[j + 1, k], dW[j + 1, k + 1], dW[j + 1, k + 2], dW[j + 1, k + 3] = c10, c11, c12, c13
+                    dW[j + 2, k], dW[j + 2, k + 1], dW[j + 2, k + 2], dW[j + 2, k + 3] = c20, c21, c22, c23
+                    dW[j + 3, k], dW[j + 3, k + 1], dW[j + 3, k + 2], dW[j + 3, k + 3] = c30, c31, c32, c33
+                    k += TILE
+                while k < k_last:
+                    x0 = a_T[k]
+                    c00 = c10 = c20 = c30 = zero
+                    for s in range(delta_T.shape[1]):
+                        v0 = x0[s]
+                        c00 += g0[s] * v0
+                        c10 += g1[s] * v0
+                        c20 += g2[s] * v0
+                        c30 += g3[s] * v0
+                    dW[j, k], dW[j + 1, k], dW[j + 2, k], dW[j + 3, k] = c00, c10, c20, c30
+                    k += 1
+                j += TILE
+            else:
+                g0 = delta_T[j]
+                for k in range(k_first, k_last):
+                    x0 = a_T[k]
+                    c00 = zero
+                    for s in range(delta_T.shape[1]):
+                        c00 += g0[s] * x0[s]
+                    dW[j, k] = c00
+                j += 1
+
+
+@njit(**PARALLEL_OPTS)
+def _outer_sum_dot_parallel(delta_T, a_T, dW):
+    """_outer_sum_dot_units over all units j, one slice of rows of dW per thread."""
+    n_out = dW.shape[0]
+    size = _chunk(n_out)
+    for c in prange((n_out + size - 1) // size):
+        _outer_sum_dot_units(delta_T, a_T, dW, c * size, min(n_out, (c + 1) * size))
+
+
+@njit(**OPTS)
+def _transpose_into(x, scale, buf, start):
+    """buf[start:] viewed as x.T * scale, shape (n, B), C-contiguous; returns that view."""
+    B, n = x.shape
+    x_T = buf[start:start + n * B].reshape((n, B))
+    for s in range(B):
+        for k in range(n):
+            x_T[k, s] = x[s, k] * scale
+    return x_T
+
+
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
     """dC/dW[l] = delta[l] a[l-1]^T and dC/db[l] = delta[l], summed over the batch times scale.
 
     (seed 002 eqs. 3 and 4, seed 003 eqs. 22/24/26, seed 004 "g[2W] = a[1]^T g[2z]").
+    ``scratch`` (at least B * sum(n) values, the z buffer: z is no longer
+    needed once delta[L] is known) holds the transposes of the dot-product form.
     """
     L = arch.shape[1] - 1
     for l in range(1, L + 1):
@@ -651,7 +783,15 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad):
         a_prev = _rows(a_buf, arch, l - 1, B)
         n_out, n_in = dW.shape
         # seed 002 eq. 3: dC/dW[l]_jk = delta[l]_j a[l-1]_k  (outer product per sample)
-        if B * n_out * n_in >= PARALLEL_MIN_WORK:
+        if B >= DOT_MIN_BATCH:
+            # summed over s as dot products of the transposes (samples contiguous)
+            a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
+            delta_T = _transpose_into(delta, scale, scratch, n_in * B)
+            if B * n_out * n_in >= PARALLEL_MIN_WORK:
+                _outer_sum_dot_parallel(delta_T, a_T, dW)
+            else:
+                _outer_sum_dot_units(delta_T, a_T, dW, 0, n_out)
+        elif B * n_out * n_in >= PARALLEL_MIN_WORK:
             _outer_sum_parallel(delta, a_prev, scale, dW)
         else:
             _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
@@ -663,28 +803,28 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad):
             db[j] = acc * scale
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _loss_and_gradients(theta, arch, loss, X, Y, a_buf, z_buf, d_buf, grad):
     """Mean loss over the batch X, Y; fills grad (laid out like theta) with its gradient."""
     B = X.shape[0]
     L = arch.shape[1] - 1
-    rows = np.arange(B)
+    rows = _iota(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
     a_L = _rows(a_buf, arch, L, B)
     value = _loss_sum(loss, a_L, _rows(z_buf, arch, L, B), Y) / B
     _output_delta(loss, arch[ACT, L], a_L, Y, _rows(d_buf, arch, L, B))
     _backward(theta, arch, a_buf, d_buf, B)
-    _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad)
+    _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad, z_buf)
     return value
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
     """Mean loss over all samples of X, Y (forward passes only, `chunk` samples at a time)."""
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
-    rows = np.arange(total_rows)
+    rows = _iota(total_rows)
     total = 0.0
     for start in range(0, total_rows, chunk):
         B = min(chunk, total_rows - start)
@@ -699,7 +839,7 @@ def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
 # Differentiating the output with respect to the input (seeds 000, 001)
 # --------------------------------------------------------------------------
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     """gx[s] = V[s]^T J(X[s]), the vector-Jacobian product of a[L] at X[s].
 
@@ -709,7 +849,7 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     """
     B = X.shape[0]
     L = arch.shape[1] - 1
-    rows = np.arange(B)
+    rows = _iota(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
     # seed 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
@@ -783,7 +923,7 @@ def _shuffle(perm, seed):
         perm[i], perm[j] = perm[j], perm[i]
 
 
-@njit(**OPTS)
+@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _train_epoch(theta, arch, loss, X, Y, perm, shuffle_seed, batch_size, opt, lr, hyper, state, t,
                  skip_nonfinite, a_buf, z_buf, d_buf, y_buf, grad):
     """One epoch of mini-batch gradient descent, entirely in compiled code.
@@ -821,7 +961,7 @@ def _train_epoch(theta, arch, loss, X, Y, perm, shuffle_seed, batch_size, opt, l
         else:
             _output_delta(loss, arch[ACT, L], a_L, y, _rows(d_buf, arch, L, B))
             _backward(theta, arch, a_buf, d_buf, B)
-            _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad)
+            _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad, z_buf)
             if not _all_finite(grad):
                 status = NONFINITE_GRADIENT
         if status != OK:
