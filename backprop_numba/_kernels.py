@@ -76,7 +76,11 @@ SAMPLE_BLOCK = 64
 K_BLOCK = 128
 # From this batch size on, dC/dW sums over samples as dot products of the
 # transposed delta and a[l-1] (_outer_sum_dot_units); below it, row updates.
+# It pays only where the transposes (B * (n[l-1] + n[l]) strided copies) are
+# shared by enough units: measured on [784,16,10] at B=256, the row updates
+# are 5x faster than transposing a[0] for 16 units.
 DOT_MIN_BATCH = 16
+DOT_MIN_UNITS = 64
 # Activations of at least this many values (B * n[l]) are computed on several threads.
 PARALLEL_MIN_UNITS = 1 << 15
 
@@ -761,9 +765,12 @@ def _transpose_into(x, scale, buf, start):
     """buf[start:] viewed as x.T * scale, shape (n, B), C-contiguous; returns that view."""
     B, n = x.shape
     x_T = buf[start:start + n * B].reshape((n, B))
-    for s in range(B):
-        for k in range(n):
-            x_T[k, s] = x[s, k] * scale
+    # 16 rows of x_T at a time, so the lines being written stay in L1
+    for k0 in range(0, n, 16):
+        k1 = min(n, k0 + 16)
+        for s in range(B):
+            for k in range(k0, k1):
+                x_T[k, s] = x[s, k] * scale
     return x_T
 
 
@@ -783,7 +790,7 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
         a_prev = _rows(a_buf, arch, l - 1, B)
         n_out, n_in = dW.shape
         # seed 002 eq. 3: dC/dW[l]_jk = delta[l]_j a[l-1]_k  (outer product per sample)
-        if B >= DOT_MIN_BATCH:
+        if B >= DOT_MIN_BATCH and n_out >= DOT_MIN_UNITS:
             # summed over s as dot products of the transposes (samples contiguous)
             a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
             delta_T = _transpose_into(delta, scale, scratch, n_in * B)
