@@ -27,12 +27,9 @@ output arguments, and never raise: the Python layer validates before calling,
 and a non-finite loss or gradient is reported through a status code.
 """
 
-import warnings
 
-import numba
 import numpy as np
-from numba import njit, prange
-from numba.core.errors import NumbaPerformanceWarning
+from numba import njit
 
 from .activations import IDENTITY, RELU, SIGMOID, SOFTMAX, TANH
 from .losses import BCE, CROSS_ENTROPY, HALF_SSE, MSE, SSE
@@ -43,31 +40,16 @@ from .optimizers import ADAM, MOMENTUM, NESTEROV, SGD
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # error_model="numpy" keeps IEEE division (no ZeroDivisionError from a kernel).
 OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
-# The same, for the drivers that split a layer over threads with prange AND for
-# every kernel that calls one, directly or not: a cache=True function compiled
-# without parallel=True while a callee reaching a prange kernel came from the
-# on-disk cache is cached broken, and the next process that loads it segfaults
-# (numba #8578/#4807; tests/test_bounds.py::test_cached_kernels_across_processes).
-# These callers hold no array expressions, so parallel=True adds no hidden
-# parallel regions to them (allocations such as np.arange would become one:
-# _iota fills with a plain loop instead).
-PARALLEL_OPTS = dict(OPTS, parallel=True)
-# ...for which numba says, at compile time, that it found nothing to run in
-# parallel: expected for those callers, so not shown to users.
-warnings.filterwarnings("ignore", message=r"(?s).*no transformation for parallel execution was possible",
-                        category=NumbaPerformanceWarning)
-
-# A matrix-shaped loop (one layer of the forward pass, the delta recursion or
-# dC/dW) runs on several threads only when it has at least this many
-# multiply-adds (B * n[l] * n[l-1]): below that the fork/join of a parallel
-# region (~5-20 us) costs more than it saves, so small nets and small batches
-# stay serial.  Measured on 2 cores (issue 5); see benchmarks/compare.py.
-PARALLEL_MIN_WORK = 1 << 20
+# Every kernel is serial.  prange over unit slices was measured (issue 5) on the
+# 2-core target: one thread beat two even on a near-idle machine (0.30 s vs
+# 0.68 s an epoch of [784,512,512,10], B=256) and two were up to 12x slower when
+# one other process ran (OpenMP barriers spinning on a busy core); it also
+# needed every caller compiled with parallel=True to dodge a numba cache bug
+# (#8578/#4807) and made libgomp unusable after fork.  The blocked loops below
+# are written so a later prange over unit slices stays a one-line change.
 # Units per register tile: the blocked loops below compute TILE outputs for
 # TILE samples at once, so every value loaded from W or a is used TILE times.
 TILE = 4
-# Slices a parallel loop is cut into (prange deals them out to the threads).
-PARTS = 8
 # Cache blocking: the forward pass takes SAMPLE_BLOCK samples at a time (their
 # inputs stay in L2 while every row of W passes over them); the delta recursion
 # and dC/dW take K_BLOCK inputs k at a time (that slice of W or of a[l-1]
@@ -81,35 +63,7 @@ K_BLOCK = 128
 # are 5x faster than transposing a[0] for 16 units.
 DOT_MIN_BATCH = 16
 DOT_MIN_UNITS = 64
-# Activations of at least this many values (B * n[l]) are computed on several threads.
-PARALLEL_MIN_UNITS = 1 << 15
 
-
-
-def _choose_threading_layer():
-    """Pick a thread-safe threading layer for the prange kernels, before any runs.
-
-    Numba's default falls back to ``workqueue``, which aborts the process when
-    two Python threads enter parallel regions at once (two networks trained in
-    two threads, or several threads predicting).  ``omp`` (libgomp) and
-    ``tbb`` are thread-safe; take the first that loads.  A layer chosen by the
-    user (NUMBA_THREADING_LAYER) is left alone.  If neither loads, numba is
-    limited to one thread, so the parallel kernels run their slices serially
-    and workqueue's pool is never entered from two threads.
-    """
-    if numba.config.THREADING_LAYER != "default":
-        return
-    for layer, module in (("omp", "numba.np.ufunc.omppool"), ("tbb", "numba.np.ufunc.tbbpool")):
-        try:
-            __import__(module)
-        except (ImportError, OSError):
-            continue
-        numba.config.THREADING_LAYER = layer
-        return
-    numba.config.NUMBA_NUM_THREADS = 1
-
-
-_choose_threading_layer()
 
 # Rows of the ``arch`` table.
 N, ACT, WOFF, BOFF, UOFF = 0, 1, 2, 3, 4
@@ -179,7 +133,7 @@ def _g_prime(code, a):
     return 1.0  # IDENTITY
 
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _activate(code, z, a):
     """a = g(z) row by row; softmax shifts by the row maximum so exp never overflows."""
     B, m = z.shape
@@ -196,21 +150,10 @@ def _activate(code, z, a):
                 total += e
             for j in range(m):
                 a[s, j] = a[s, j] / total
-    elif B * m >= PARALLEL_MIN_UNITS:
-        _activate_parallel(code, z, a)
     else:
         for s in range(B):
             for j in range(m):
                 a[s, j] = _g(code, z[s, j])
-
-
-@njit(**PARALLEL_OPTS)
-def _activate_parallel(code, z, a):
-    """a = g(z) elementwise (not softmax), one slice of samples per thread."""
-    B, m = z.shape
-    for s in prange(B):
-        for j in range(m):
-            a[s, j] = _g(code, z[s, j])
 
 
 @njit(**OPTS)
@@ -316,28 +259,6 @@ def _dense_block(W, b, a_prev, z, j0, j1, s0, s1, zero):
 
 
 @njit(**OPTS)
-def _chunk(n):
-    """Length of the PARTS slices covering 0..n that prange hands out, a multiple of TILE.
-
-    A fixed number of slices (not one per thread: asking numba for the
-    thread count from compiled code would stop it caching the kernel) keeps
-    every tile boundary at a multiple of TILE whatever the thread count, so
-    results do not depend on it.
-    """
-    per = (n + PARTS - 1) // PARTS
-    return max(TILE, (per + TILE - 1) // TILE * TILE)
-
-
-@njit(**PARALLEL_OPTS)
-def _dense_parallel(W, b, a_prev, z):
-    """_dense_units over all units, one slice of units (rows of W, columns of z) per thread."""
-    n_out = W.shape[0]
-    size = _chunk(n_out)
-    for c in prange((n_out + size - 1) // size):
-        _dense_units(W, b, a_prev, z, c * size, min(n_out, (c + 1) * size))
-
-
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
 def _forward(theta, arch, a_buf, z_buf, B):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
@@ -352,21 +273,9 @@ def _forward(theta, arch, a_buf, z_buf, B):
         a_prev = _rows(a_buf, arch, l - 1, B)
         z = _rows(z_buf, arch, l, B)
         # seed 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
-        if B * W.shape[0] * W.shape[1] >= PARALLEL_MIN_WORK:
-            _dense_parallel(W, b, a_prev, z)
-        else:
-            _dense_units(W, b, a_prev, z, 0, W.shape[0])
+        _dense_units(W, b, a_prev, z, 0, W.shape[0])
         # a[l] = g_l(z[l])
         _activate(arch[ACT, l], z, _rows(a_buf, arch, l, B))
-
-
-@njit(**OPTS)
-def _iota(n):
-    """The int64 array 0..n-1 (a plain loop: np.arange in a parallel=True caller becomes a parallel region)."""
-    rows = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        rows[i] = i
-    return rows
 
 
 @njit(**OPTS)
@@ -390,7 +299,7 @@ def _load_targets(Y, rows, start, B, y_buf):
     return y
 
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk):
     """out[i] = a[L](X[rows[i]]) for every i, `chunk` samples per forward pass."""
     L = arch.shape[1] - 1
@@ -487,15 +396,12 @@ def _output_delta(loss, code, a, y, delta):
 # Backward pass: the delta recursion and the gradients
 # --------------------------------------------------------------------------
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _backprop_linear(W, delta, out):
     """out = delta W, i.e. out[s] = W^T delta[s]: dC/da[l-1] from delta[l] = dC/dz[l]."""
     B, n_out = delta.shape
     n_in = W.shape[1]
-    if B * n_out * n_in >= PARALLEL_MIN_WORK:
-        _backprop_linear_parallel(W, delta, out)
-    else:
-        _backprop_linear_inputs(W, delta, out, 0, n_in)
+    _backprop_linear_inputs(W, delta, out, 0, n_in)
 
 
 @njit(**OPTS)
@@ -570,16 +476,7 @@ def _backprop_linear_block(W, delta, out, k0, k1):
         s += m
 
 
-@njit(**PARALLEL_OPTS)
-def _backprop_linear_parallel(W, delta, out):
-    """_backprop_linear_inputs over all inputs k, one slice of k (columns of W and out) per thread."""
-    n_in = W.shape[1]
-    size = _chunk(n_in)
-    for c in prange((n_in + size - 1) // size):
-        _backprop_linear_inputs(W, delta, out, c * size, min(n_in, (c + 1) * size))
-
-
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _backward(theta, arch, a_buf, d_buf, B):
     """The delta recursion, from delta[L] (already in d_buf) down to delta[1].
 
@@ -671,15 +568,6 @@ def _outer_sum_block(delta, a_prev, scale, dW, j0, j1, k0, k1):
         j += m
 
 
-@njit(**PARALLEL_OPTS)
-def _outer_sum_parallel(delta, a_prev, scale, dW):
-    """_outer_sum_units over all units j, one slice of rows of dW per thread."""
-    n_out = dW.shape[0]
-    size = _chunk(n_out)
-    for c in prange((n_out + size - 1) // size):
-        _outer_sum_units(delta, a_prev, scale, dW, c * size, min(n_out, (c + 1) * size))
-
-
 @njit(**OPTS)
 def _outer_sum_dot_units(delta_T, a_T, dW, j0, j1):
     """dW[j, k] = sum_s delta_T[j, s] a_T[k, s] for units j0 <= j < j1: the sum over samples as dot products.
@@ -751,15 +639,6 @@ def _outer_sum_dot_units(delta_T, a_T, dW, j0, j1):
                 j += 1
 
 
-@njit(**PARALLEL_OPTS)
-def _outer_sum_dot_parallel(delta_T, a_T, dW):
-    """_outer_sum_dot_units over all units j, one slice of rows of dW per thread."""
-    n_out = dW.shape[0]
-    size = _chunk(n_out)
-    for c in prange((n_out + size - 1) // size):
-        _outer_sum_dot_units(delta_T, a_T, dW, c * size, min(n_out, (c + 1) * size))
-
-
 @njit(**OPTS)
 def _transpose_into(x, scale, buf, start):
     """buf[start:] viewed as x.T * scale, shape (n, B), C-contiguous; returns that view."""
@@ -774,7 +653,7 @@ def _transpose_into(x, scale, buf, start):
     return x_T
 
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
     """dC/dW[l] = delta[l] a[l-1]^T and dC/db[l] = delta[l], summed over the batch times scale.
 
@@ -794,12 +673,7 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
             # summed over s as dot products of the transposes (samples contiguous)
             a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
             delta_T = _transpose_into(delta, scale, scratch, n_in * B)
-            if B * n_out * n_in >= PARALLEL_MIN_WORK:
-                _outer_sum_dot_parallel(delta_T, a_T, dW)
-            else:
-                _outer_sum_dot_units(delta_T, a_T, dW, 0, n_out)
-        elif B * n_out * n_in >= PARALLEL_MIN_WORK:
-            _outer_sum_parallel(delta, a_prev, scale, dW)
+            _outer_sum_dot_units(delta_T, a_T, dW, 0, n_out)
         else:
             _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
         # seed 002 eq. 4: dC/db[l]_j = delta[l]_j
@@ -810,12 +684,12 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
             db[j] = acc * scale
 
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _loss_and_gradients(theta, arch, loss, X, Y, a_buf, z_buf, d_buf, grad):
     """Mean loss over the batch X, Y; fills grad (laid out like theta) with its gradient."""
     B = X.shape[0]
     L = arch.shape[1] - 1
-    rows = _iota(B)
+    rows = np.arange(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
     a_L = _rows(a_buf, arch, L, B)
@@ -826,12 +700,12 @@ def _loss_and_gradients(theta, arch, loss, X, Y, a_buf, z_buf, d_buf, grad):
     return value
 
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
     """Mean loss over all samples of X, Y (forward passes only, `chunk` samples at a time)."""
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
-    rows = _iota(total_rows)
+    rows = np.arange(total_rows)
     total = 0.0
     for start in range(0, total_rows, chunk):
         B = min(chunk, total_rows - start)
@@ -846,7 +720,7 @@ def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
 # Differentiating the output with respect to the input (seeds 000, 001)
 # --------------------------------------------------------------------------
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     """gx[s] = V[s]^T J(X[s]), the vector-Jacobian product of a[L] at X[s].
 
@@ -856,7 +730,7 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     """
     B = X.shape[0]
     L = arch.shape[1] - 1
-    rows = _iota(B)
+    rows = np.arange(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
     # seed 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
@@ -930,7 +804,7 @@ def _shuffle(perm, seed):
         perm[i], perm[j] = perm[j], perm[i]
 
 
-@njit(**PARALLEL_OPTS)  # reaches a prange kernel: see PARALLEL_OPTS
+@njit(**OPTS)
 def _train_epoch(theta, arch, loss, X, Y, perm, shuffle_seed, batch_size, opt, lr, hyper, state, t,
                  skip_nonfinite, a_buf, z_buf, d_buf, y_buf, grad):
     """One epoch of mini-batch gradient descent, entirely in compiled code.

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 
 def _exercise():
@@ -45,7 +44,7 @@ def _exercise():
         ([1, 7, 2], "identity", "half_sse", "tanh"),
         ([6, 3, 4], "relu", "cross_entropy", None),
         # Above the kernels' blocking and threading thresholds (K_BLOCK 128 inputs, SAMPLE_BLOCK 64
-        # samples, tiles of 4, PARALLEL_MIN_WORK 2**17 multiply-adds at B = 70), with remainders everywhere.
+        # samples, tiles of 4, the dot-product dC/dW from B = 16 and 64 units), with remainders everywhere.
         ([130, 67, 5, 3], "tanh", "cross_entropy", None),
     ]
     optimizers = ["sgd", "momentum", "nesterov", "adam"]
@@ -105,7 +104,7 @@ def test_kernels_with_boundscheck(tmp_path):
 
 
 def _cache_step(step):
-    """One process of test_cached_kernels_across_processes: a network above the prange threshold."""
+    """One process of test_cached_kernels_across_processes: a network large enough for every blocked path."""
     from backprop_numba import MLP
 
     net = MLP([64, 96, 20, 3], activation="sigmoid", loss="cross_entropy", seed=3)
@@ -120,16 +119,11 @@ def _cache_step(step):
     print(f"cache step {step}: ok")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "numba #8578/#4807: a cache=True function compiled while a callee that reaches a parallel=True kernel "
-    "was loaded from the on-disk cache is cached broken; the next process that loads it segfaults "
-    "(here: fit, then loss_and_gradients, then loss_and_gradients again). Needs a kernel-side fix in "
-    "_kernels.py; one that passed this test, the epoch, gradient, training and thread tests in a copy: "
-    "decorate the functions that reach a prange kernel (_forward, _backward, _backprop_linear, "
-    "_weight_gradients, _predict, _loss_and_gradients, _loss_value, _vjp, _train_epoch) with "
-    "PARALLEL_OPTS too. Remove this mark when fixed."))
 def test_cached_kernels_across_processes(tmp_path):
-    """Each entry point used first in its own process, then reloaded from the on-disk cache: never a crash."""
+    """Each entry point used first in its own process, then reloaded from the on-disk cache: never a crash.
+
+    (Guards against numba #8578/#4807, which crashed exactly this sequence while
+    the kernels reached prange kernels from cached callers.)"""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     env.pop("NUMBA_DISABLE_JIT", None)
     env.pop("NUMBA_BOUNDSCHECK", None)

@@ -66,7 +66,7 @@ def reference_fit(net, X, Y, epochs, batch_size, lr, optimizer, weight_decay, sh
 CASES = [
     # sizes, hidden, output, loss: a small net, and one big enough for the parallel, blocked paths
     ([5, 7, 3], "tanh", "identity", "mse"),
-    ([300, 64, 10], "sigmoid", "softmax", "cross_entropy"),  # 300*64*8 > PARALLEL_MIN_WORK
+    ([300, 64, 10], "sigmoid", "softmax", "cross_entropy"),  # large enough for the dot-product dC/dW
 ]
 
 
@@ -114,10 +114,10 @@ def test_shuffle_is_a_seeded_permutation():
 # -- the blocked and parallel kernels against the naive oracle -------------------
 
 SHAPES = [
-    # (sizes, batch): tiles with remainders in every direction, below and above PARALLEL_MIN_WORK
+    # (sizes, batch): tiles with remainders in every direction, small and large
     ([4, 3, 2, 1], 1),
     ([9, 6, 5, 3], 7),
-    ([130, 37, 11], 13),        # 130 * 37 * 13 > PARALLEL_MIN_WORK / 2: the serial blocked path
+    ([130, 37, 11], 13),        # the blocked row-update paths
     ([300, 129, 66, 5], 23),    # parallel forward, delta recursion and dC/dW, K_BLOCK remainders
     ([784, 16, 10], 257),       # two SAMPLE_BLOCKs and a remainder
 ]
@@ -157,11 +157,11 @@ def test_blocked_kernels_match_naive_oracle(sizes, B, dtype):
     np.testing.assert_allclose((gx * u).sum(axis=1), (fp - fm) / (2 * h), rtol=max(rtol, 1e-6), atol=1e-7)
 
 
-def test_parallel_kernels_from_several_threads_at_once():
+def test_kernels_from_several_threads_at_once():
     """Two networks trained in two threads and four threads predicting on a third, all
-    on the parallel (prange) path at once: same results as one after the other."""
+    on the blocked paths at once (the kernels release the GIL): same results as one after the other."""
     rng = np.random.default_rng(0)
-    sizes = [300, 128, 10]  # 300 * 128 * 32 well above PARALLEL_MIN_WORK
+    sizes = [300, 128, 10]
     X = rng.normal(size=(96, 300))
     Y = rng.normal(size=(96, 10))
     nets = [MLP(sizes, loss="mse", seed=s) for s in (1, 2)]

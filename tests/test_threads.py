@@ -58,7 +58,7 @@ def case_train_two_networks():
              dtype=np.float64, data=_data(10, 600, 12, 4, True)),
         dict(sizes=[8, 24, 3], activation="relu", loss="mse", optimizer="momentum", seed=2,
              dtype=np.float32, data=_data(11, 500, 8, 3, False)),
-        # big enough (64 x 64 x 64 multiply-adds a batch) for the kernels' prange paths
+        # big enough (64 x 64 x 64 multiply-adds a batch) for the kernels' blocked paths
         dict(sizes=[64, 64, 10], activation="sigmoid", loss="cross_entropy", optimizer="sgd", seed=3,
              dtype=np.float64, data=_data(12, 640, 64, 10, True), batch_size=64),
     ]
@@ -89,7 +89,7 @@ def case_train_two_networks():
 def case_predict_one_network():
     from backprop_numba import MLP
 
-    # 300 x 96 x 64 multiply-adds in the first layer: the kernels' prange paths run
+    # 300 x 96 x 64 multiply-adds in the first layer: the kernels' blocked paths run
     net = MLP([64, 96, 20, 3], activation="sigmoid", loss="cross_entropy", seed=3)
     theta = net.theta.copy()
     inputs = [_data(20 + i, 300, 64, 3, True) for i in range(4)]
