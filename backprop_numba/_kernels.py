@@ -31,8 +31,8 @@ and a non-finite loss or gradient is reported through a status code.
 import numpy as np
 from numba import njit
 
-from .activations import IDENTITY, RELU, SIGMOID, SOFTMAX, TANH
-from .losses import BCE, CROSS_ENTROPY, HALF_SSE, MSE, SSE
+from .activations import RELU, SIGMOID, SOFTMAX, TANH
+from .losses import BCE, CROSS_ENTROPY, HALF_SSE, SSE
 from .optimizers import ADAM, MOMENTUM, NESTEROV, SGD
 
 # No "nnan"/"ninf": the finiteness checks below must survive, and no "afn":

@@ -368,7 +368,7 @@ class JaxPeer:
         return [(self.jnp.asarray(W.copy()), self.jnp.asarray(b.copy())) for W, b in zip(net.weights, net.biases)]
 
     def _forward(self, params, x):
-        jax, jnp = self.jax, self.jnp
+        jax = self.jax
         a = x
         for l, (W, b) in enumerate(params):
             a = a @ W.T + b
@@ -512,7 +512,7 @@ def run(args):
     grid = [(s, B, np.float64) for s in cfg["networks"] for B in cfg["batches"]]
     grid += [(s, B, np.float32) for s in cfg["f32_networks"] for B in cfg["f32_batches"]]
     N = cfg["epoch_samples"]
-    print(f"\n== one training step (SGD) ==", flush=True)
+    print("\n== one training step (SGD) ==", flush=True)
     for sizes, B, dtype in grid:
         impls = [(lib.name, lambda: lib.step(sizes, B, dtype)),
                  (lib.name + " (MLP.fit)", lambda: lib.step_api(sizes, B, dtype))]
@@ -523,7 +523,7 @@ def run(args):
         impls = [(lib.name, lambda: lib.epoch(sizes, B, dtype, N))]
         impls += [(p.name, (lambda p=p: p.epoch(sizes, B, dtype, N))) for p in peers]
         record("epoch", sizes, B, dtype, step_flops(sizes, 1) * N, impls)
-    print(f"\n== input gradient, one sample ==", flush=True)
+    print("\n== input gradient, one sample ==", flush=True)
     gs = cfg["grad_network"]
     for dtype in (np.float64, np.float32):
         impls = [(lib.name, lambda: lib.input_gradient(gs, dtype)),

@@ -25,6 +25,12 @@ def seed004_network(rng):
     return W, b
 
 
+def seed004_net(W, b):
+    """The library's network from the note's row-convention parameters."""
+    return MLP.from_weights([W[1], W[2], W[3]], [b[1][0], b[2][0], b[3][0]], layout="row",
+                            activation="sigmoid", output_activation="sigmoid", loss="bce")
+
+
 def seed004_by_hand(W, b, x, y):
     """Every g[..] of seed 004 for one sample, in the note's row convention."""
     a0 = x.reshape(1, 4)                 # a[0] = [x1 x2 x3 x4], 1x4
@@ -60,8 +66,7 @@ def test_seed004_every_intermediate_gradient():
     x, y = rng.normal(size=4), 1.0
     loss, a3, g = seed004_by_hand(W, b, x, y)
 
-    net = MLP.from_weights([W[1], W[2], W[3]], [b[1][0], b[2][0], b[3][0]], layout="row",
-                           activation="sigmoid", output_activation="sigmoid", loss="bce")
+    net = seed004_net(W, b)
     assert net.layer_sizes == [4, 3, 2, 1]
     assert net.forward(x) == pytest.approx(a3.ravel(), rel=1e-14)
     value, grads = net.loss_and_gradients(x, [y])
@@ -77,8 +82,7 @@ def test_seed004_batch_gradient_is_the_mean_of_sample_gradients():
     rng = np.random.default_rng(40)
     W, b = seed004_network(rng)
     X, Y = rng.normal(size=(5, 4)), rng.uniform(size=5)
-    net = MLP.from_weights([W[1], W[2], W[3]], [b[1][0], b[2][0], b[3][0]], layout="row",
-                           activation="sigmoid", loss="bce")
+    net = seed004_net(W, b)
     value, grads = net.loss_and_gradients(X, Y)
     per_sample = [seed004_by_hand(W, b, x, y) for x, y in zip(X, Y)]
     assert value == pytest.approx(np.mean([p[0] for p in per_sample]), rel=1e-13)
@@ -93,8 +97,7 @@ def test_seed004_gradient_descent_step():
     W, b = seed004_network(rng)
     x, y = rng.normal(size=4), 0.0
     _, _, g = seed004_by_hand(W, b, x, y)
-    net = MLP.from_weights([W[1], W[2], W[3]], [b[1][0], b[2][0], b[3][0]], layout="row",
-                           activation="sigmoid", loss="bce")
+    net = seed004_net(W, b)
     eta = 0.5
     net.fit(x[None, :], [y], epochs=1, batch_size=1, learning_rate=eta, optimizer="sgd", shuffle=False,
             progress=False)
