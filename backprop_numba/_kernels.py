@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from .activations import _activate, _backprop_activation
-from .losses import _loss_sum, _output_delta
+from .losses import _count_correct, _loss_sum, _output_delta
 from .optimizers import WEIGHT_DECAY, _step
 
 # No "nnan"/"ninf": the finiteness checks below must survive, and no "afn":
@@ -688,33 +688,46 @@ def _shuffle(perm, seed):
         perm[i], perm[j] = perm[j], perm[i]
 
 
-@njit(**OPTS)
-def _train_epoch(theta, arch, loss, X, Y, perm, shuffle_seed, batch_size, opt, lr, hyper, state, t,
-                 skip_nonfinite, a_buf, z_buf, d_buf, y_buf, grad):
-    """One epoch of mini-batch gradient descent, entirely in compiled code.
+# Slots of the running sums a training call carries over (acc, float64).
+LOSS_SUM, CORRECT = 0, 1
+N_ACC = 2
 
-    Shuffles perm (when shuffle_seed >= 0), then for each mini-batch of
-    perm: forward, loss, delta[L], delta recursion, gradients of the batch
-    mean, and one optimizer step.  The last batch may be smaller.  All buffers
-    are allocated by the caller, once per fit.
+
+@njit(**OPTS)
+def _train_batches(theta, arch, loss, X, Y, perm, first, last, batch_size, opt, lr, hyper, state, t,
+                   skip_nonfinite, a_buf, z_buf, d_buf, y_buf, grad, acc):
+    """Mini-batches first <= i < last of an epoch, entirely in compiled code.
+
+    Batch i holds the rows perm[i * batch_size : (i + 1) * batch_size] (the
+    last may be smaller; the caller shuffles perm, see _shuffle).  For each:
+    forward, loss, delta[L], delta recursion, gradients of the batch mean, and
+    one optimizer step.  A whole epoch is one call (first = 0, last = the
+    number of batches); the Python layer may cut it into calls to return
+    often enough for Ctrl-C and a progress bar: acc carries the running sums
+    across calls (acc[LOSS_SUM] += per-sample losses, acc[CORRECT] +=
+    correct classifications counted on each batch before its step), added in
+    batch order, so the sums do not depend on where an epoch was cut.
 
     A mini-batch whose loss or gradient is not finite gets no update: with
-    skip_nonfinite the epoch goes on to the next batch, otherwise it stops
+    skip_nonfinite the call goes on to the next batch, otherwise it stops
     there, so theta keeps the last finite parameters.
 
-    Returns (sum of per-sample losses over the batches used, samples used,
-    optimizer steps taken, batches skipped, status).
+    Returns (batches done, samples used, optimizer steps taken, batches
+    skipped, status); t counts the optimizer steps taken before this call.
     """
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
-    if shuffle_seed >= 0:
-        _shuffle(perm, shuffle_seed)
-    total = 0.0
+    total = acc[LOSS_SUM]
+    correct = acc[CORRECT]
     seen = 0
     steps = 0
     skipped = 0
-    for start in range(0, total_rows, batch_size):
+    status = OK
+    i = first
+    while i < last:
+        start = i * batch_size
         B = min(batch_size, total_rows - start)
+        i += 1
         _load_inputs(X, perm, start, B, arch, a_buf)
         y = _load_targets(Y, perm, start, B, y_buf)
         _forward(theta, arch, a_buf, z_buf, B)
@@ -732,10 +745,15 @@ def _train_epoch(theta, arch, loss, X, Y, perm, shuffle_seed, batch_size, opt, l
         if status != OK:
             if skip_nonfinite:
                 skipped += 1
+                status = OK
                 continue
-            return total, seen, steps, skipped, status
+            i -= 1  # this batch was not done
+            break
+        correct += _count_correct(loss, a_L, y)
         _update(opt, theta, grad, state, lr, hyper, t + steps + 1, arch)
         total += batch_loss
         seen += B
         steps += 1
-    return total, seen, steps, skipped, OK
+    acc[LOSS_SUM] = total
+    acc[CORRECT] = correct
+    return i - first, seen, steps, skipped, status

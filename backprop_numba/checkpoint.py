@@ -17,6 +17,8 @@ key                        dtype        meaning
 ``extra.history``          str (JSON)   the history so far
 ``extra.best_theta``       dtype (P,)   early stopping: best parameters so far
 ``extra.best``             float64 (3,) early stopping: best val_loss, its epoch, epochs without improvement
+``extra.partial_epoch``    float64 (6,) optional: written in mid-epoch (Ctrl-C, SIGTERM): batches done,
+                                        samples, steps, skipped, loss sum, correct count of epoch+1
 =========================  ===========  ============================================
 
 Resuming with ``MLP.fit(..., resume_from=path)`` and the same data and options
@@ -32,8 +34,15 @@ from . import io
 KIND = "checkpoint"
 
 
-def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, history, best_theta, best):
-    """The dict of arrays ``io.save_arrays`` writes for a checkpoint."""
+def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, history, best_theta, best,
+                      partial=None):
+    """The dict of arrays ``io.save_arrays`` writes for a checkpoint.
+
+    ``partial`` (an object with batches, samples, steps, skipped, loss_sum and
+    correct) marks a checkpoint written in the middle of epoch ``epoch + 1``
+    (Ctrl-C, SIGTERM): stored as ``extra.partial_epoch``; ``rng`` is then the
+    state that epoch started from, so a resume reshuffles it the same way.
+    """
     arrays = net._to_arrays()
     arrays.update({
         "extra.kind": np.array(KIND),
@@ -47,6 +56,9 @@ def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, hi
         "extra.best_theta": np.array(best_theta, copy=True),
         "extra.best": np.array(best, dtype=np.float64),
     })
+    if partial is not None:
+        arrays["extra.partial_epoch"] = np.array([partial.batches, partial.samples, partial.steps, partial.skipped,
+                                                  partial.loss_sum, partial.correct], dtype=np.float64)
     return arrays
 
 
@@ -76,7 +88,19 @@ def read_checkpoint(path):
             "history": json.loads(str(arrays["extra.history"])),
             "best_theta": arrays["extra.best_theta"],
             "best": [float(v) for v in arrays["extra.best"]],
+            "partial": _partial_epoch(arrays, path),
         }
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is a malformed checkpoint: {exc}") from None
     return arrays, fields
+
+
+def _partial_epoch(arrays, path):
+    """extra.partial_epoch checked: 6 finite numbers, counts whole and >= 0 (None when absent)."""
+    if "extra.partial_epoch" not in arrays:
+        return None
+    p = arrays["extra.partial_epoch"]
+    if p.shape != (6,) or p.dtype != np.float64 or not np.isfinite(p).all() or (p[:4] < 0).any() \
+            or (p[:4] != np.round(p[:4])).any() or p[0] < 1:
+        raise ValueError(f"{path} has a malformed extra.partial_epoch entry: {p.tolist()!r}.")
+    return [float(v) for v in p]

@@ -152,3 +152,28 @@ def _output_delta(loss, code, a, y, delta):
         for j in range(m):
             delta[s, j] = c * (a[s, j] - y[s, j])
     _backprop_activation(code, a, delta, delta)
+
+
+@njit(**_OPTS)
+def _count_correct(loss, a, y):
+    """Correct classifications in a batch (the accuracy's numerator; 0 for regression losses).
+
+    cross_entropy: argmax a == argmax y per sample; bce: (a > 0.5) == (y > 0.5)
+    per output (Keras' binary accuracy).
+    """
+    B, m = a.shape
+    count = 0
+    if loss == CROSS_ENTROPY:
+        for s in range(B):
+            ja, jy = 0, 0
+            for j in range(1, m):
+                if a[s, j] > a[s, ja]:
+                    ja = j
+                if y[s, j] > y[s, jy]:
+                    jy = j
+            count += ja == jy
+    elif loss == BCE:
+        for s in range(B):
+            for j in range(m):
+                count += (a[s, j] > 0.5) == (y[s, j] > 0.5)
+    return count

@@ -17,7 +17,9 @@ Everything here runs between epochs; the epoch itself is one compiled call.
 """
 
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -77,18 +79,43 @@ class DivergenceError(FloatingPointError):
 
 @dataclass
 class EpochResult:
-    """What one compiled epoch did: summed loss, samples and steps used, steps skipped, status."""
+    """What one epoch (or its first part, when interrupted) did: summed loss, correct
+    classifications, samples and steps used, steps skipped, batches done, status."""
 
-    loss_sum: float
-    samples: int
-    steps: int
-    skipped: int
-    status: int
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    samples: int = 0
+    steps: int = 0
+    skipped: int = 0
+    batches: int = 0
+    status: int = K.OK
 
     @property
     def loss(self):
         """Mean training loss over the samples used (NaN if none)."""
         return self.loss_sum / self.samples if self.samples else float("nan")
+
+    def add(self, batches, samples, steps, skipped, status, acc):
+        self.loss_sum, self.correct = float(acc[K.LOSS_SUM]), float(acc[K.CORRECT])
+        self.samples += samples
+        self.steps += steps
+        self.skipped += skipped
+        self.batches += batches
+        self.status = status
+
+
+class Interrupted(Exception):
+    """Raised between two chunks of an epoch when an Interrupt flag was set (Ctrl-C, SIGTERM)."""
+
+    def __init__(self, result, signum):
+        super().__init__("interrupted")
+        self.result, self.signum = result, signum
+
+
+# A chunk of an epoch (one compiled call) aims at this much work, so that
+# Ctrl-C is acted on within a fraction of a second; each return to Python
+# costs ~20 us, 0.02% of a chunk.
+CHUNK_SECONDS = 0.1
 
 
 class Workspace:
@@ -96,7 +123,7 @@ class Workspace:
 
     >>> ws = Workspace(net, batch_size=32, optimizer="adam")        # doctest: +SKIP
     >>> ws.run_epoch(X, Y, learning_rate=0.01, shuffle_seed=7)      # doctest: +SKIP
-    EpochResult(loss_sum=..., samples=..., steps=..., skipped=0, status=0)
+    EpochResult(loss_sum=..., correct=..., samples=..., steps=..., skipped=0, batches=..., status=0)
 
     ``run_epoch`` takes X, Y as C-contiguous arrays of the network's dtype
     (``MLP.fit`` validates them first; ``prepare`` does the same here), Y 2-D.
@@ -116,71 +143,148 @@ class Workspace:
         self.hyper = self.optimizer.hyper_array()
         self.step = 0
         self.perm = np.arange(0, dtype=np.int64)
+        self.acc = np.zeros(K.N_ACC, dtype=np.float64)
+        self.seconds_per_batch = None  # measured on the chunks run so far
 
     def prepare(self, X, Y):
         """X, Y validated and converted as ``run_epoch`` needs them."""
         X, _ = check_inputs(X, self.net.layer_sizes[0], self.net.dtype)
         return X, check_targets(Y, self.net.loss, self.net.layer_sizes[-1], X.shape[0], self.net.dtype)
 
-    def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False):
+    def n_batches(self, n_rows):
+        return -(-n_rows // self.batch_size)
+
+    def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False, resume=None, interrupt=None,
+                  on_chunk=None):
         """One compiled epoch of mini-batch training over X, Y; returns an EpochResult.
 
         shuffle_seed >= 0 shuffles the rows first (seeded); -1 keeps their
         order.  A mini-batch with a non-finite loss or gradient, or whose step
         would make a parameter non-finite, gets no update: with
         skip_nonfinite the epoch goes on, otherwise it stops there.
+
+        With ``interrupt`` (an ``Interrupt``) or ``on_chunk`` (called with the
+        batches done so far and the total), the epoch runs in chunks of about
+        CHUNK_SECONDS, and a set interrupt raises ``Interrupted`` between two
+        chunks, theta holding the parameters of the last finished step.
+        ``resume`` (an EpochResult of the same epoch's first batches, same
+        shuffle_seed) continues an interrupted epoch where it stopped.
         """
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
-        result = EpochResult(*self._guarded(X, Y, float(learning_rate), int(shuffle_seed), bool(skip_nonfinite)))
-        self.step += result.steps
+        if shuffle_seed >= 0:
+            K._shuffle(self.perm, int(shuffle_seed))
+        else:
+            self.perm[:] = np.arange(X.shape[0])
+        result = EpochResult() if resume is None else resume
+        self.acc[K.LOSS_SUM], self.acc[K.CORRECT] = result.loss_sum, result.correct
+        total = self.n_batches(X.shape[0])
+        chunked = interrupt is not None or on_chunk is not None
+        lr, skip = float(learning_rate), bool(skip_nonfinite)
+        while result.batches < total and result.status == K.OK:
+            if interrupt is not None and interrupt.signum is not None:
+                raise Interrupted(result, interrupt.signum)
+            before = result.batches
+            last = min(total, before + self._chunk() if chunked else total)
+            started = time.perf_counter()
+            result.add(*self._guarded(X, Y, before, last, lr, skip), self.acc)
+            elapsed = time.perf_counter() - started
+            if result.batches > before and elapsed > 1e-4:
+                self.seconds_per_batch = elapsed / (result.batches - before)
+            if on_chunk is not None:
+                on_chunk(result.batches, total)
         return result
 
-    def _kernel(self, X, Y, perm, shuffle_seed, lr, t, skip):
-        return K._train_epoch(self.net.theta, self.net._arch, self.net._loss_code, X, Y, perm, shuffle_seed,
-                              self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
-                              self.a, self.z, self.delta, self.y, self.grad)
+    def _chunk(self):
+        """Batches for the next compiled call: about CHUNK_SECONDS of work (guessed from the FLOPs at first)."""
+        if self.seconds_per_batch is None:
+            # ~1 GFLOP/s and 1 us a batch: pessimistic on purpose, so the first chunk is short.
+            self.seconds_per_batch = 1e-6 + 6.0 * self.batch_size * self.net._n_params / 1e9
+        return max(1, int(CHUNK_SECONDS / self.seconds_per_batch))
 
-    def _guarded(self, X, Y, lr, shuffle_seed, skip):
-        """The compiled epoch, plus a guarantee the kernel alone does not give.
+    def _kernel(self, X, Y, perm, first, last, lr, t, skip):
+        return K._train_batches(self.net.theta, self.net._arch, self.net._loss_code, X, Y, perm, first, last,
+                                self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
+                                self.a, self.z, self.delta, self.y, self.grad, self.acc)
+
+    def _guarded(self, X, Y, first, last, lr, skip):
+        """Batches first..last-1 through the kernel, plus a guarantee the kernel alone does not give.
 
         The kernel checks each mini-batch's loss and gradient, but an
         optimizer step with a finite gradient can still overflow theta to inf
-        (a huge learning rate or gradient).  So theta and the optimizer state
-        are copied before the epoch and checked after it (O(P), once per
-        epoch); only when theta is no longer finite is the epoch replayed from
-        the copy one mini-batch at a time (same rows, same order, same
+        (a huge learning rate or gradient).  So theta, the optimizer state and
+        the running sums are copied before the call and theta checked after it
+        (O(P) per call); only when theta is no longer finite are the batches
+        replayed from the copy one at a time (same rows, same order, same
         arithmetic, so bit-identical up to the bad step), and the step that
         overflowed is undone and reported (NONFINITE_PARAMETERS), or skipped.
+        Returns the kernel's tuple (batches done, samples, steps, skipped, status).
         """
         theta = self.net.theta
-        theta0, state0 = theta.copy(), self.state.copy()
-        result = self._kernel(X, Y, self.perm, shuffle_seed, lr, self.step, skip)
+        theta0, state0, acc0 = theta.copy(), self.state.copy(), self.acc.copy()
+        result = self._kernel(X, Y, self.perm, first, last, lr, self.step, skip)
         if np.isfinite(theta).all():
+            self.step += result[2]
             return result
-        theta[...] = theta0
-        self.state[...] = state0
-        total, seen, steps, skipped = 0.0, 0, 0, 0
-        for start in range(0, X.shape[0], self.batch_size):
-            rows = self.perm[start:start + self.batch_size]  # this epoch's order (shuffled in place by the kernel)
-            Xb, Yb = np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows])
-            theta0[...] = theta
-            state0[...] = self.state
-            b_total, b_seen, b_steps, _, status = self._kernel(
-                Xb, Yb, np.arange(rows.shape[0], dtype=np.int64), -1, lr, self.step + steps, False)
+        theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
+        done, seen, steps, skipped = 0, 0, 0, 0
+        for i in range(first, last):
+            theta0[...], state0[...], acc0[...] = theta, self.state, self.acc
+            _, b_seen, b_steps, b_skipped, status = self._kernel(X, Y, self.perm, i, i + 1, lr, self.step, False)
             if status == K.OK and not np.isfinite(theta).all():
-                theta[...] = theta0
-                self.state[...] = state0
+                theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
                 status = NONFINITE_PARAMETERS
             if status != K.OK:
                 if skip:
-                    skipped += 1
+                    done, skipped = done + 1, skipped + 1
                     continue
-                return total, seen, steps, skipped, status
-            total += b_total
-            seen += b_seen
-            steps += b_steps
-        return total, seen, steps, skipped, K.OK
+                return done, seen, steps, skipped, status
+            self.step += b_steps
+            done, seen, steps = done + 1, seen + b_seen, steps + b_steps
+        return done, seen, steps, skipped, K.OK
+
+
+class Interrupt:
+    """Turns SIGINT (Ctrl-C) and SIGTERM into a flag that the epoch checks between chunks.
+
+    Used as a context manager around training; a second Ctrl-C while the
+    flag is set interrupts at once (Python's default).  Outside the main
+    thread signals cannot be caught: the flag then stays unset.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._saved = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM between two optimizer steps.
+
+    The network holds the parameters of the last finished step; ``epoch``
+    and ``batch`` say where (the epoch in progress and the batches of it
+    done), ``checkpoint`` is the file written (None without checkpoints), and
+    ``history`` holds the epochs completed before.
+    """
+
+    def __init__(self, message, epoch, batch, checkpoint, history, signum):
+        super().__init__(message)
+        self.epoch, self.batch, self.checkpoint, self.history, self.signum = epoch, batch, checkpoint, history, signum
 
 
 # --------------------------------------------------------------------------
@@ -280,12 +384,14 @@ class EarlyStopping(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over epochs (only on a terminal when progress is None; none without tqdm)."""
+    """A tqdm bar over epochs, moved within an epoch as its chunks finish (only on a terminal when progress is
+    None; none without tqdm)."""
 
     SHOWN = ("loss", "val_loss", "val_accuracy")
 
     def __init__(self, epochs, progress, done=0):
         self.bar = None
+        self.shown = 0.0
         if progress is False:
             return
         try:
@@ -294,13 +400,22 @@ class ProgressBar(Callback):
             return
         # disable=None: tqdm turns itself off when stderr is not a terminal.
         self.bar = tqdm(total=epochs, unit="epoch", disable=None if progress is None else False, file=sys.stderr,
-                        leave=False)
-        if done:
-            self.bar.update(min(done, epochs))
+                        leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        self.shown = self.done = float(min(done, epochs))
+        self.bar.update(self.shown)
+
+    def on_chunk(self, batches, total):
+        """Part of an epoch done: move the bar to done + batches / total."""
+        if self.bar is not None:
+            target = self.done + batches / total
+            self.bar.update(target - self.shown)
+            self.shown = target
 
     def on_epoch_end(self, epoch, logs):
         if self.bar is not None:
-            self.bar.update(1)
+            self.done = float(epoch)
+            self.bar.update(self.done - self.shown)
+            self.shown = self.done
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in self.SHOWN})
         return False
 
@@ -343,6 +458,7 @@ class Trainer:
         self.user_callbacks = list(callbacks)
         self.early = None
         self.warned = False
+        self.partial = None  # the first part of an epoch a checkpoint was written in
 
     # -- set-up -------------------------------------------------------------
 
@@ -363,6 +479,10 @@ class Trainer:
         self.rng.bit_generator.state = fields["rng_state"]
         self.split_seed = fields["split_seed"]
         fields["theta"] = arrays["theta"]
+        if fields.get("partial") is not None:
+            batches, samples, steps, skipped, loss_sum, correct = fields["partial"]
+            fields["partial"] = EpochResult(loss_sum=loss_sum, correct=correct, samples=int(samples),
+                                            steps=int(steps), skipped=int(skipped), batches=int(batches))
         return fields
 
     def split(self):
@@ -400,15 +520,22 @@ class Trainer:
             self.epoch = resumed["epoch"]
             self.history.restore(resumed["history"])
             self.early.restore(resumed["best_theta"], resumed["best"])
+            self.partial = resumed.get("partial")
         self.checkpointer = None
         if opts["checkpoint_every"] is not None:
             self.checkpointer = Checkpointer(opts["checkpoint_path"], opts["checkpoint_every"], opts["epochs"])
 
-    def save_checkpoint(self, path, epoch):
+    def save_checkpoint(self, path, epoch, partial=None):
+        """A checkpoint after `epoch` epochs, or in the middle of the next one (``partial``: its batches
+        done and running sums; the random state is then the one that epoch started from)."""
         ws = self.workspace
+        rng = self.rng
+        if partial is not None:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = self.epoch_rng_state
         ckpt.save_checkpoint(path, self.net, epoch=epoch, step=ws.step, optimizer=self.optimizer.name,
-                             state=ws.state, rng=self.rng, split_seed=self.split_seed, history=self.history,
-                             best_theta=self.early.best_theta, best=self.early.state())
+                             state=ws.state, rng=rng, split_seed=self.split_seed, history=self.history,
+                             best_theta=self.early.best_theta, best=self.early.state(), partial=partial)
 
     # -- the loop -----------------------------------------------------------
 
@@ -418,38 +545,47 @@ class Trainer:
         if opts["early_stopping"] and self.early.done():  # resumed from the checkpoint written when it stopped
             self.early.stopped = self.epoch
             self.epoch = opts["epochs"]
-        bar = ProgressBar(opts["epochs"], opts["progress"], done=self.epoch)
+        self.bar = ProgressBar(opts["epochs"], opts["progress"], done=self.epoch)
         for cb in self.user_callbacks:
             _call(cb, "on_train_begin", net)
         try:
-            while self.epoch < opts["epochs"]:
-                self.epoch += 1
-                logs = self.run_epoch(self.epoch)
-                stop = False
-                for cb in callbacks:  # every callback sees every epoch, even after one asked to stop
-                    stop = bool(_call(cb, "on_epoch_end", self.epoch, logs)) or stop
-                bar.on_epoch_end(self.epoch, logs)
-                if self.checkpointer is not None:
-                    self.checkpointer.after_epoch(self, self.epoch, stop)
-                if stop:
-                    break
+            with Interrupt() as interrupt:
+                while self.epoch < opts["epochs"]:
+                    logs = self.run_epoch(self.epoch + 1, interrupt)
+                    self.epoch += 1
+                    stop = False
+                    for cb in callbacks:  # every callback sees every epoch, even after one asked to stop
+                        stop = bool(_call(cb, "on_epoch_end", self.epoch, logs)) or stop
+                    self.bar.on_epoch_end(self.epoch, logs)
+                    if self.checkpointer is not None:
+                        self.checkpointer.after_epoch(self, self.epoch, stop)
+                    if interrupt.signum is not None:  # arrived during validation or a callback
+                        raise Interrupted(EpochResult(), interrupt.signum)
+                    if stop:
+                        break
+        except Interrupted as exc:
+            self.interrupted(exc)
         finally:
-            bar.close()
+            self.bar.close()
         for cb in callbacks:
             _call(cb, "on_train_end", net, self.history)
         return self.history
 
-    def run_epoch(self, epoch):
+    def run_epoch(self, epoch, interrupt=None):
         """Train one epoch, record it in the history; returns the epoch's logs."""
         opts, net, history = self.opts, self.net, self.history
         started = time.perf_counter()
         lr = check_schedule_rate(self.schedule, opts["learning_rate"], epoch, opts["epochs"])
+        self.epoch_rng_state = self.rng.bit_generator.state  # what a checkpoint in mid-epoch restores
         shuffle_seed = int(self.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
-        result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip")
+        resume, self.partial = self.partial, None
+        result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                          resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk)
         self.check_divergence(epoch, result, lr)
         history["loss"].append(result.loss)
-        if "accuracy" in history:
-            history["accuracy"].append(_accuracy(net._forward_checked(self.X), self.Y, net.loss))
+        if "accuracy" in history:  # counted inside the compiled epoch, on each batch before its step (as Keras)
+            per_sample = net.layer_sizes[-1] if net.loss == "bce" else 1
+            history["accuracy"].append(result.correct / (result.samples * per_sample))
         if "skipped_steps" in history:
             history["skipped_steps"].append(result.skipped)
         if "lr" in history:
@@ -458,6 +594,22 @@ class Trainer:
             self.validate(epoch, lr)
         history["seconds"].append(time.perf_counter() - started)
         return history.last()
+
+    def interrupted(self, exc):
+        """Ctrl-C or SIGTERM between two steps: write a checkpoint if they are on, then raise TrainingInterrupted."""
+        batch = exc.result.batches
+        epoch = self.epoch + 1 if batch else self.epoch  # the epoch in progress, or the last one finished
+        path = None
+        if self.checkpointer is not None:
+            path = self.checkpointer.path
+            self.save_checkpoint(path, self.epoch, partial=exc.result if exc.result.batches else None)
+        where = (f"in epoch {epoch} after {batch} of {self.workspace.n_batches(self.X.shape[0])} mini-batches"
+                 if batch else f"after epoch {epoch}")
+        name = "SIGTERM" if exc.signum == signal.SIGTERM else "Ctrl-C"
+        message = (f"training interrupted ({name}) {where} (optimizer step {self.workspace.step}); the network "
+                   "holds the parameters of the last finished step")
+        message += f"; checkpoint written to {path}" if path else " (no checkpoint: checkpoint_every is off)"
+        raise TrainingInterrupted(message, epoch, batch, path, self.history, exc.signum) from None
 
     def check_divergence(self, epoch, result, lr):
         if result.status == K.OK and result.steps == 0 and result.skipped > 0:
