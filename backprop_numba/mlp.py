@@ -513,6 +513,15 @@ class MLP:
             "theta": self.theta.copy(),
         }
 
+    def to_onnx(self, path):
+        """Write the network as an ONNX model (input "X", output "Y" = a[L]); see ``onnx_export``.
+
+        Needs the ``onnx`` package (``pip install 'backprop_numba[onnx]'``);
+        any ONNX runtime then serves the model without this library.
+        """
+        from . import onnx_export
+        return onnx_export.export(self, path)
+
     def save(self, path):
         """Write the network to an .npz model file (format: ``backprop_numba.io``), atomically."""
         io.save_arrays(path, self._to_arrays())
