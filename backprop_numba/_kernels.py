@@ -591,7 +591,7 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
 
 
 @njit(**OPTS)
-def _loss_and_gradients(theta, arch, loss, X, Y, a_buf, z_buf, d_buf, grad):
+def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, a_buf, z_buf, d_buf, grad):
     """Mean loss over the batch X, Y; fills grad (laid out like theta) with its gradient."""
     B = X.shape[0]
     L = arch.shape[1] - 1
@@ -599,15 +599,15 @@ def _loss_and_gradients(theta, arch, loss, X, Y, a_buf, z_buf, d_buf, grad):
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
     a_L = _rows(a_buf, arch, L, B)
-    value = _loss_sum(loss, a_L, _rows(z_buf, arch, L, B), Y) / B
-    _output_delta(loss, arch[ACT, L], a_L, Y, _rows(d_buf, arch, L, B))
+    value = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), Y) / B
+    _output_delta(loss, loss_param, arch[ACT, L], a_L, Y, _rows(d_buf, arch, L, B))
     _backward(theta, arch, a_buf, d_buf, B)
     _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad, z_buf)
     return value
 
 
 @njit(**OPTS)
-def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
+def _loss_value(theta, arch, loss, loss_param, X, Y, a_buf, z_buf, chunk):
     """Mean loss over all samples of X, Y (forward passes only, `chunk` samples at a time)."""
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
@@ -618,7 +618,7 @@ def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
         _load_inputs(X, rows, start, B, arch, a_buf)
         _forward(theta, arch, a_buf, z_buf, B)
         y = Y[start:start + B]
-        total += _loss_sum(loss, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y)
+        total += _loss_sum(loss, loss_param, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y)
     return total / total_rows
 
 
@@ -694,7 +694,7 @@ N_ACC = 2
 
 
 @njit(**OPTS)
-def _train_batches(theta, arch, loss, X, Y, perm, first, last, batch_size, opt, lr, hyper, state, t,
+def _train_batches(theta, arch, loss, loss_param, X, Y, perm, first, last, batch_size, opt, lr, hyper, state, t,
                    skip_nonfinite, a_buf, z_buf, d_buf, y_buf, grad, acc):
     """Mini-batches first <= i < last of an epoch, entirely in compiled code.
 
@@ -732,12 +732,12 @@ def _train_batches(theta, arch, loss, X, Y, perm, first, last, batch_size, opt, 
         y = _load_targets(Y, perm, start, B, y_buf)
         _forward(theta, arch, a_buf, z_buf, B)
         a_L = _rows(a_buf, arch, L, B)
-        batch_loss = _loss_sum(loss, a_L, _rows(z_buf, arch, L, B), y)
+        batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y)
         status = OK
         if not np.isfinite(batch_loss):
             status = NONFINITE_LOSS
         else:
-            _output_delta(loss, arch[ACT, L], a_L, y, _rows(d_buf, arch, L, B))
+            _output_delta(loss, loss_param, arch[ACT, L], a_L, y, _rows(d_buf, arch, L, B))
             _backward(theta, arch, a_buf, d_buf, B)
             _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad, z_buf)
             if not _all_finite(grad):

@@ -290,6 +290,8 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
     out = _kernel_array(arr, dtype)
     if not np.isfinite(out).all():
         raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
+    if loss == "poisson" and out.min() < 0:
+        raise ValueError(f"{name} must be counts or rates >= 0 for loss='poisson', got a minimum of {out.min()}.")
     if loss == "bce" and (out.min() < 0 or out.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for loss='bce', got values in [{out.min()}, {out.max()}].")
     if loss == "cross_entropy":

@@ -54,7 +54,7 @@ def check_gradients(net, X, Y, eps=1e-6, tolerance=1e-6, indices=None, floor=1e-
     # A float64 copy: the caller's network is never perturbed, whatever its dtype.
     net64 = MLP.from_weights(
         net.weights, net.biases, activation=net.activations[:-1], output_activation=net.activations[-1],
-        loss=net.loss, dtype=np.float64)
+        loss=net.loss, dtype=np.float64, huber_delta=net.huber_delta)
     X, _ = check_inputs(X, net64.layer_sizes[0], np.float64)
     Y = check_targets(Y, net64.loss, net64.layer_sizes[-1], X.shape[0], np.float64)
     _, analytic = net64._loss_and_flat_gradient(X, Y)

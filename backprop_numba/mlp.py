@@ -10,6 +10,7 @@ from ._validation import (
     check_choice,
     check_dtype,
     check_finite_result,
+    check_float,
     check_inputs,
     check_layer_sizes,
     check_seed,
@@ -56,7 +57,10 @@ class MLP:
         loss needs ("sigmoid" for bce, "softmax" for cross_entropy), "sigmoid"
         for sse/half_sse (as in the seeds) and "identity" for mse.
     loss : str, default "mse"
-        "sse", "half_sse", "mse", "bce" or "cross_entropy" (see ``losses``).
+        "sse", "half_sse", "mse", "bce", "cross_entropy", "huber", "mae" or
+        "poisson" (needs ``output_activation="exp"``; see ``losses``).
+    huber_delta : float > 0, default 1.0
+        Where the huber loss turns from quadratic to linear (PyTorch's ``delta``).
     seed : int or None
         Seeds the initial weights and the shuffling in ``fit``.
     dtype : np.float32 or np.float64, default np.float64
@@ -88,15 +92,15 @@ class MLP:
     _incremental = None  # partial_fit's state between calls (training.Incremental)
 
     def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
-                 seed=None, dtype=np.float64):
-        self._configure(layer_sizes, activation, output_activation, loss, dtype)
+                 seed=None, dtype=np.float64, huber_delta=1.0):
+        self._configure(layer_sizes, activation, output_activation, loss, dtype, huber_delta)
         self._rng = np.random.default_rng(check_seed("seed", seed))
         self.theta = np.zeros(self._n_params, dtype=self.dtype)
         self._initialise()
 
     # -- construction ------------------------------------------------------
 
-    def _configure(self, layer_sizes, activation, output_activation, loss, dtype):
+    def _configure(self, layer_sizes, activation, output_activation, loss, dtype, huber_delta=1.0):
         sizes = check_layer_sizes(layer_sizes)
         L = len(sizes) - 1
         loss = check_choice("loss", loss, losses.CODES)
@@ -115,6 +119,8 @@ class MLP:
         self.dtype = check_dtype(dtype)
         self._arch, self._n_params = _arch_table(sizes, [activations.CODES[a] for a in self.activations])
         self._loss_code = losses.CODES[loss]
+        self.huber_delta = check_float("huber_delta", huber_delta, low=0.0, low_open=True)
+        self._loss_param = self.huber_delta if loss == "huber" else 0.0  # the kernels' loss_param
 
     def _initialise(self):
         for l in range(1, self.n_layers + 1):
@@ -126,7 +132,7 @@ class MLP:
 
     @classmethod
     def from_weights(cls, weights, biases, layout="column", activation="sigmoid", output_activation=None,
-                     loss="mse", dtype=None, seed=None):
+                     loss="mse", dtype=None, seed=None, huber_delta=1.0):
         """Build a network from given parameters.
 
         Parameters
@@ -169,7 +175,7 @@ class MLP:
         if dtype is None:  # any byte order: a big-endian float32 ('>f4') is float32 too
             dtype = np.float32 if all(W.dtype.newbyteorder("=") == np.float32 for W in Ws) else np.float64
         net = cls.__new__(cls)
-        net._configure(sizes, activation, output_activation, loss, dtype)
+        net._configure(sizes, activation, output_activation, loss, dtype, huber_delta)
         net._rng = np.random.default_rng(seed)
         net.theta = np.zeros(net._n_params, dtype=net.dtype)
         limit = np.finfo(net.dtype).max
@@ -238,8 +244,9 @@ class MLP:
         """A valid constructor call for this architecture (the parameters are not shown)."""
         hidden = self.activations[:-1]
         activation = hidden[0] if len(set(hidden)) == 1 else hidden  # [] for a network without hidden layers
+        delta = f", huber_delta={self.huber_delta!r}" if self.huber_delta != 1.0 else ""
         return (f"MLP({self.layer_sizes}, activation={activation!r}, output_activation={self.activations[-1]!r}, "
-                f"loss={self.loss!r}, dtype={np.dtype(self.dtype).name!r})")
+                f"loss={self.loss!r}, dtype={np.dtype(self.dtype).name!r}{delta})")
 
     # -- buffers -----------------------------------------------------------
 
@@ -322,7 +329,8 @@ class MLP:
     def _loss_and_flat_gradient(self, X, Y):
         a_buf, z_buf, d_buf = self._unit_buffers(X.shape[0], 3)
         grad = np.empty(self._n_params, dtype=self.dtype)
-        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, X, Y, a_buf, z_buf, d_buf, grad)
+        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, a_buf, z_buf,
+                                      d_buf, grad)
         return float(value), grad
 
     def loss_value(self, X, Y):
@@ -334,7 +342,8 @@ class MLP:
     def _loss_value_checked(self, X, Y):
         chunk = min(X.shape[0], PREDICT_CHUNK)
         a_buf, z_buf = self._unit_buffers(chunk, 2)
-        return float(K._loss_value(self.theta, self._arch, self._loss_code, X, Y, a_buf, z_buf, chunk))
+        return float(K._loss_value(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, a_buf, z_buf,
+                                   chunk))
 
     def vjp(self, X, V):
         """Vector-Jacobian product V^T J of the output a[L] with respect to the input.
@@ -511,6 +520,7 @@ class MLP:
             "loss": np.array(self.loss),
             "dtype": np.array(np.dtype(self.dtype).name),
             "theta": self.theta.copy(),
+            **({"extra.huber_delta": np.array(self.huber_delta)} if self.loss == "huber" else {}),
         }
 
     def to_onnx(self, path):
@@ -538,7 +548,9 @@ class MLP:
             sizes = [int(n) for n in arrays["layer_sizes"]]
             acts = [str(a) for a in arrays["activations"]]
             net = cls.__new__(cls)
-            net._configure(sizes, acts[:-1], acts[-1], str(arrays["loss"]), str(arrays["dtype"]))
+            delta = arrays.get("extra.huber_delta", np.array(1.0))
+            net._configure(sizes, acts[:-1], acts[-1], str(arrays["loss"]), str(arrays["dtype"]),
+                           float(delta) if delta.shape == () and delta.dtype.kind == "f" else "invalid")
         except (TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"{path} describes an invalid network: {exc}") from None
         theta = arrays["theta"]

@@ -203,7 +203,8 @@ class Workspace:
         return max(1, int(CHUNK_SECONDS / self.seconds_per_batch))
 
     def _kernel(self, X, Y, perm, first, last, lr, t, skip):
-        return K._train_batches(self.net.theta, self.net._arch, self.net._loss_code, X, Y, perm, first, last,
+        net = self.net
+        return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, perm, first, last,
                                 self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
                                 self.a, self.z, self.delta, self.y, self.grad, self.acc)
 
