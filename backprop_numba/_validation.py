@@ -104,7 +104,7 @@ def check_params(constraints, values, names=None):
         elif kind == "int":
             out[key] = check_int(shown, value, minimum=spec.get("minimum"))
         elif kind == "bool":
-            out[key] = check_bool(shown, value)
+            out[key] = check_bool(shown, value, allow_none=spec.get("allow_none", False))
         elif kind == "choice":
             out[key] = check_choice(shown, value, spec["options"])
         else:  # pragma: no cover - a mistake in a table, not in user input
@@ -307,3 +307,105 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
 
 OVERFLOW_HINT = ("The inputs or the parameters are too large for the network's dtype: rescale X "
                  "(e.g. standardise it), or check the weights.")
+
+
+# -- the network's own description (MLP, MLP.from_weights, model files) ---------
+
+def check_network(layer_sizes, activation, output_activation, loss, dtype, huber_delta, losses, hidden_names,
+                  output_names):
+    """(sizes, activations of layers 1..L, loss, dtype, huber_delta) of a valid network description.
+
+    ``losses`` is the loss registry module (its CODES, DEFAULT_OUTPUT,
+    REQUIRED_OUTPUT), passed in to keep this module free of the registries.
+    """
+    sizes = check_layer_sizes(layer_sizes)
+    loss = check_choice("loss", loss, losses.CODES)
+    if output_activation is None:
+        output_activation = losses.DEFAULT_OUTPUT[loss]
+    output_activation = check_choice("output_activation", output_activation, output_names)
+    hidden = check_activation_names(activation, len(sizes) - 2, hidden_names)
+    needed = losses.REQUIRED_OUTPUT.get(loss)
+    if needed is not None and output_activation != needed:
+        raise ValueError(f"output_activation must be {needed!r} for loss={loss!r}, got {output_activation!r}.")
+    if output_activation == "softmax" and sizes[-1] < 2:
+        raise ValueError(f"output_activation='softmax' needs at least 2 outputs, got layer_sizes[-1]={sizes[-1]}.")
+    delta = check_float("huber_delta", huber_delta, low=0.0, low_open=True)
+    return sizes, hidden + [output_activation], loss, check_dtype(dtype), delta
+
+
+def _as_param(name, value, ndim):
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a rectangular numeric array.") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf.")
+    return arr
+
+
+def check_layer_parameters(weights, biases, layout):
+    """Weights and biases given by the user (``MLP.from_weights``) as lists of arrays, column convention."""
+    layout = check_choice("layout", layout, {"column", "row"})
+    for name, value in (("weights", weights), ("biases", biases)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name} must be a sequence of arrays (one per layer), got {type(value).__name__}.")
+    if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
+        raise TypeError("weights and biases must be sequences of arrays (one per layer), got a single ndarray.")
+    weights, biases = list(weights), list(biases)
+    if not weights:
+        raise ValueError("weights must hold at least one layer, got an empty sequence.")
+    if len(weights) != len(biases):
+        raise ValueError(f"biases must have one array per layer ({len(weights)}), got {len(biases)}.")
+    Ws = [_as_param(f"weights[{l}]", W, 2) for l, W in enumerate(weights)]
+    bs = [_as_param(f"biases[{l}]", b, 1) for l, b in enumerate(biases)]
+    if layout == "row":
+        Ws = [W.T for W in Ws]
+    sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+    for l in range(len(Ws)):
+        if Ws[l].shape[1] != sizes[l]:
+            expected = (sizes[l + 1], sizes[l]) if layout == "column" else (sizes[l], sizes[l + 1])
+            got = Ws[l].shape if layout == "column" else Ws[l].T.shape
+            raise ValueError(f"weights[{l}] must have shape {expected} to chain with the layer before "
+                             f"({layout} layout), got {got}.")
+        if bs[l].shape != (sizes[l + 1],):
+            raise ValueError(f"biases[{l}] must have shape ({sizes[l + 1]},), got {bs[l].shape}.")
+    return Ws, bs
+
+
+def check_fits_dtype(Ws, bs, dtype):
+    """Every given parameter is representable in the network's dtype."""
+    limit = np.finfo(dtype).max
+    for l in range(len(Ws)):
+        for name, arr in ((f"weights[{l}]", Ws[l]), (f"biases[{l}]", bs[l])):
+            big = np.abs(arr.astype(np.float64)).max()
+            if big > limit:
+                raise ValueError(f"{name} must fit in {np.dtype(dtype).name} (|value| <= {limit:.4g}), "
+                                 f"got a value of magnitude {big:.4g}.")
+
+
+def check_stored_theta(theta, n_params, dtype, path):
+    """The parameter vector of a model file: the shape and dtype its description needs, finite; a copy."""
+    if theta.shape != (n_params,) or theta.dtype != dtype:
+        raise ValueError(f"{path} holds {theta.shape} parameters of dtype {theta.dtype}; the network it "
+                         f"describes needs ({n_params},) of dtype {np.dtype(dtype).name}.")
+    if not np.isfinite(theta).all():
+        raise ValueError(f"{path} holds non-finite parameters.")
+    return np.ascontiguousarray(theta.copy())
+
+
+def check_same_rows(name, arr, other_name, other):
+    if arr.shape[0] != other.shape[0]:
+        raise ValueError(f"{name} must have one row per sample of {other_name} ({other.shape[0]}), "
+                         f"got {arr.shape[0]}.")
+
+
+def check_single_output(n_out):
+    if n_out != 1:
+        raise ValueError(f"input_gradient needs a network with 1 output, got {n_out} outputs; "
+                         "use jacobian(x) or vjp(x, v) instead.")

@@ -39,6 +39,89 @@ EXPLODING = 1e6
 # turned finite parameters into inf/NaN (overflow of theta - lr * step).
 NONFINITE_PARAMETERS = 3
 
+FIT_DOC = """Train by mini-batch gradient descent (notes 002, 004); return the history.
+
+Each epoch runs as one compiled call (``training.Workspace``):
+shuffling, mini-batches, forward, delta recursion, gradients and the
+optimizer step, over buffers allocated once.  Python runs only
+between epochs (learning-rate schedule, validation, callbacks: early
+stopping, checkpoints, progress bar); ``training.py`` holds the loop.
+
+Parameters
+----------
+X : array of shape (n_samples, n[0])
+Y : targets (see ``loss_and_gradients``)
+epochs : int >= 1, the total number of epochs of the run (a resumed
+    run counts the epochs of its checkpoint in)
+batch_size : int >= 1 (capped at n_samples); the last batch may be smaller
+learning_rate : float > 0, eta in W <- W - eta dC/dW (eta_0 of a schedule)
+optimizer : "sgd", "momentum", "nesterov", "adam", "rmsprop", or an
+    ``optimizers.Optimizer`` instance such as ``Adam(beta1=0.8)`` (its
+    own hyper-parameters then apply, not the keywords below)
+shuffle : bool, reshuffle the samples every epoch
+validation_data : (X_val, Y_val), optional, evaluated after each epoch
+progress : bool or None; None shows a tqdm bar only on a terminal
+momentum, beta1, beta2, eps : hyper-parameters of a named optimizer
+    (each taken by the optimizers that have it)
+weight_decay : float >= 0, L2 penalty on weights (not biases)
+on_nonfinite : "raise" (default) stops with DivergenceError at the
+    first non-finite loss or gradient, or optimizer step that would
+    make a parameter non-finite, keeping the last finite parameters;
+    "skip" skips such mini-batches and counts them in
+    history["skipped_steps"].
+seed : int, optional; seeds the shuffling and the validation split
+    (default: the network's generator)
+lr_schedule : None, "constant", "step", "exponential", "cosine" or a
+    ``schedules.Schedule`` (e.g. ``schedules.Step(10, 0.5)``): the
+    learning rate of each epoch; a name uses that schedule's defaults.
+validation_fraction : float in (0, 1), optional; hold out this fraction
+    of X, Y (a seeded random split) as validation data.  Not with
+    validation_data.
+early_stopping : bool; stop when val_loss has not improved by more
+    than min_delta for `patience` epochs, and restore the parameters
+    of the best epoch.  Needs validation_data or validation_fraction.
+patience : int >= 1;  min_delta : float >= 0
+checkpoint_every : int >= 1, optional; write a checkpoint to
+    checkpoint_path every that many epochs (and after the last one).
+checkpoint_path : path of the checkpoint file (overwritten atomically);
+    given together with checkpoint_every
+resume_from : path of a checkpoint written by an earlier ``fit``;
+    training continues from its epoch with its parameters, optimizer
+    state, step counter, random state and history.  With the same data
+    and options, the result is bit-identical to an uninterrupted run.
+    ``epochs`` may not be below the checkpoint's epoch.
+callbacks : sequence of objects with any of ``on_train_begin(net)``,
+    ``on_epoch_end(epoch, logs)`` (return True to stop after that
+    epoch; ``logs`` holds the epoch's latest history values) and
+    ``on_train_end(net, history)`` (Keras' callback protocol).
+
+Returns
+-------
+history : dict of lists, one entry per epoch: "loss" (mean training
+    loss over the epoch's mini-batches), and with validation data
+    "val_loss" and, for bce/cross_entropy, "val_accuracy"; also
+    "accuracy" for classification losses, "seconds", and "lr" when a
+    schedule is given.  With early stopping, also the ints
+    "best_epoch" (1-based) and "stopped_epoch" (0 if it ran to the end).
+"""
+
+PARTIAL_FIT_DOC = """One pass of mini-batch training over X, Y that continues earlier calls (scikit-learn's partial_fit).
+
+The parameters AND the optimizer's state (momentum velocity, Adam's
+moments and step count) and the position in ``lr_schedule`` (one
+position per call; a schedule that needs the run's length, such as
+Cosine, must be given its ``t_max``) carry over from one call to the
+next, so calls over the chunks of a data set train like the epochs of
+one ``fit``.  The optimizer may not change between calls; its
+hyper-parameters and the batch size may.  ``fit`` and
+``reset_training`` start afresh.  Options as in ``fit``; ``seed``
+seeds the shuffles from the first call on.
+
+Returns a dict: the pass's mean training "loss", "samples", "steps"
+and "skipped" mini-batches, its "lr", the number of "passes" so far
+and "optimizer_steps" (Adam's t).
+"""
+
 # fit's options and their constraints, stated once (the optimizer's
 # hyper-parameters are stated by the optimizer classes).
 FIT_PARAMS = {
