@@ -409,3 +409,23 @@ def check_single_output(n_out):
     if n_out != 1:
         raise ValueError(f"input_gradient needs a network with 1 output, got {n_out} outputs; "
                          "use jacobian(x) or vjp(x, v) instead.")
+
+
+def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
+    """Per-sample weights as a C-contiguous (n_samples,) array of dtype; None gives an empty array
+    (the kernels' "unweighted").  Weights must be finite, >= 0 and not all 0."""
+    if sample_weight is None:
+        return np.empty(0, dtype=dtype)
+    arr = _as_numeric(name, sample_weight)
+    if arr.ndim == 0:
+        arr = np.full(n_samples, arr, dtype=np.float64)
+    if arr.shape != (n_samples,):
+        raise ValueError(f"{name} must have shape ({n_samples},) (one weight per sample), got shape {arr.shape}.")
+    out = _kernel_array(arr, dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
+    if out.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got a minimum of {out.min()}.")
+    if not out.any():
+        raise ValueError(f"{name} must not be all zero (nothing would be learned), got {n_samples} zeros.")
+    return out

@@ -12,6 +12,7 @@ from ._validation import (
     check_layer_parameters,
     check_network,
     check_same_rows,
+    check_sample_weight,
     check_seed,
     check_single_output,
     check_stored_theta,
@@ -258,7 +259,7 @@ class MLP:
             labels = (out > 0.5).astype(np.int64)
         return labels[0] if one else labels
 
-    def loss_and_gradients(self, X, Y):
+    def loss_and_gradients(self, X, Y, sample_weight=None):
         """Mean loss over a batch and its gradient with respect to every W[l] and b[l].
 
         Parameters
@@ -277,29 +278,32 @@ class MLP:
         """
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        value, grad = self._loss_and_flat_gradient(X, Y)
+        value, grad = self._loss_and_flat_gradient(X, Y, check_sample_weight(sample_weight, X.shape[0], self.dtype))
         check_finite_result("the loss", value, OVERFLOW_HINT)
         check_finite_result("the gradient", grad, OVERFLOW_HINT)
         return value, self._unflatten(grad)
 
-    def _loss_and_flat_gradient(self, X, Y):
+    def _loss_and_flat_gradient(self, X, Y, SW=None):
         a_buf, z_buf, d_buf = self._unit_buffers(X.shape[0], 3)
         grad = np.empty(self._n_params, dtype=self.dtype)
-        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, a_buf, z_buf,
-                                      d_buf, grad)
+        SW = np.empty(0, dtype=self.dtype) if SW is None else SW
+        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
+                                      z_buf, d_buf, grad)
         return float(value), grad
 
-    def loss_value(self, X, Y):
-        """Mean loss over X, Y (forward passes only)."""
+    def loss_value(self, X, Y, sample_weight=None):
+        """Mean loss over X, Y (forward passes only); with sample_weight, sum_i s_i C_i / sum_i s_i."""
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        return check_finite_result("the loss", self._loss_value_checked(X, Y), OVERFLOW_HINT)
+        SW = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        return check_finite_result("the loss", self._loss_value_checked(X, Y, SW), OVERFLOW_HINT)
 
-    def _loss_value_checked(self, X, Y):
+    def _loss_value_checked(self, X, Y, SW=None):
         chunk = min(X.shape[0], PREDICT_CHUNK)
         a_buf, z_buf = self._unit_buffers(chunk, 2)
-        return float(K._loss_value(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, a_buf, z_buf,
-                                   chunk))
+        SW = np.empty(0, dtype=self.dtype) if SW is None else SW
+        return float(K._loss_value(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
+                                   z_buf, chunk))
 
     def vjp(self, X, V):
         """Vector-Jacobian product V^T J of the output a[L] with respect to the input.
@@ -353,7 +357,7 @@ class MLP:
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
             weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
             early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,
-            resume_from=None, callbacks=None):
+            resume_from=None, callbacks=None, sample_weight=None):
         # The docstring is training.FIT_DOC (set below the class), beside the table of fit's options.
         options = dict(locals())
         for key in ("self", "X", "Y"):
@@ -363,7 +367,7 @@ class MLP:
 
     def partial_fit(self, X, Y, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True, momentum=0.9,
                     beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, on_nonfinite="raise", seed=None,
-                    lr_schedule=None):
+                    lr_schedule=None, sample_weight=None):
         # The docstring is training.PARTIAL_FIT_DOC (set below the class).
         options = dict(locals())
         for key in ("self", "X", "Y"):
@@ -374,13 +378,14 @@ class MLP:
         """Forget the optimizer state that partial_fit carries between calls (the parameters stay)."""
         self._incremental = None
 
-    def evaluate(self, X, Y):
-        """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y."""
+    def evaluate(self, X, Y, sample_weight=None):
+        """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y (both weighted by sample_weight)."""
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        result = {"loss": check_finite_result("the loss", self._loss_value_checked(X, Y), OVERFLOW_HINT)}
+        SW = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        result = {"loss": check_finite_result("the loss", self._loss_value_checked(X, Y, SW), OVERFLOW_HINT)}
         if self.loss in losses.CLASSIFICATION:
-            result["accuracy"] = _accuracy(self._forward_checked(X), Y, self.loss)
+            result["accuracy"] = _accuracy(self._forward_checked(X), Y, self.loss, SW)
         return result
 
     # -- files -------------------------------------------------------------

@@ -29,7 +29,7 @@ import numpy as np
 from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
-from ._validation import check_inputs, check_params, check_targets, check_theta
+from ._validation import check_inputs, check_params, check_sample_weight, check_targets, check_theta
 
 # A training loss this many times the first epoch's (still finite) gets a
 # RuntimeWarning: the run is diverging slowly, on its way to a DivergenceError.
@@ -94,14 +94,22 @@ callbacks : sequence of objects with any of ``on_train_begin(net)``,
     ``on_epoch_end(epoch, logs)`` (return True to stop after that
     epoch; ``logs`` holds the epoch's latest history values) and
     ``on_train_end(net, history)`` (Keras' callback protocol).
+sample_weight : array of shape (n_samples,), optional; weights >= 0 (not
+    all 0).  A mini-batch's loss is ``sum_i s_i C_i / sum_i s_i``
+    (scikit-learn's and Keras' meaning), so integer weights train like
+    repeated rows; the weight enters the kernels once, as a factor on
+    delta[L].  The training loss and accuracy in the history are weighted
+    too; validation_data may carry its own weights as a third element, and
+    validation_fraction splits the weights with the rows.
 
 Returns
 -------
 history : dict of lists, one entry per epoch: "loss" (mean training
     loss over the epoch's mini-batches), and with validation data
     "val_loss" and, for bce/cross_entropy, "val_accuracy"; also
-    "accuracy" for classification losses, "seconds", and "lr" when a
-    schedule is given.  With early stopping, also the ints
+    "accuracy" for classification losses (counted on each mini-batch
+    before its step, inside the compiled epoch, as Keras does), "seconds",
+    and "lr" when a schedule is given.  With early stopping, also the ints
     "best_epoch" (1-based) and "stopped_epoch" (0 if it ran to the end).
 """
 
@@ -114,8 +122,8 @@ Cosine, must be given its ``t_max``) carry over from one call to the
 next, so calls over the chunks of a data set train like the epochs of
 one ``fit``.  The optimizer may not change between calls; its
 hyper-parameters and the batch size may.  ``fit`` and
-``reset_training`` start afresh.  Options as in ``fit``; ``seed``
-seeds the shuffles from the first call on.
+``reset_training`` start afresh.  Options as in ``fit`` (``sample_weight``
+included); ``seed`` seeds the shuffles from the first call on.
 
 Returns a dict: the pass's mean training "loss", "samples", "steps"
 and "skipped" mini-batches, its "lr", the number of "passes" so far
@@ -167,6 +175,7 @@ class EpochResult:
 
     loss_sum: float = 0.0
     correct: float = 0.0
+    weight_sum: float = 0.0
     samples: int = 0
     steps: int = 0
     skipped: int = 0
@@ -175,11 +184,12 @@ class EpochResult:
 
     @property
     def loss(self):
-        """Mean training loss over the samples used (NaN if none)."""
-        return self.loss_sum / self.samples if self.samples else float("nan")
+        """(Weighted) mean training loss over the samples used (NaN if none)."""
+        return self.loss_sum / self.weight_sum if self.weight_sum else float("nan")
 
     def add(self, batches, samples, steps, skipped, status, acc):
-        self.loss_sum, self.correct = float(acc[K.LOSS_SUM]), float(acc[K.CORRECT])
+        self.loss_sum, self.correct, self.weight_sum = (float(acc[K.LOSS_SUM]), float(acc[K.CORRECT]),
+                                                        float(acc[K.WEIGHT_SUM]))
         self.samples += samples
         self.steps += steps
         self.skipped += skipped
@@ -221,6 +231,8 @@ class Workspace:
         size = self.batch_size * sum(net.layer_sizes)
         self.a, self.z, self.delta = (np.empty(size, dtype=net.dtype) for _ in range(3))
         self.y = np.empty(self.batch_size * net.layer_sizes[-1], dtype=net.dtype)
+        self.w = np.empty(self.batch_size, dtype=net.dtype)
+        self.unweighted = np.empty(0, dtype=net.dtype)
         self.grad = np.empty(net._n_params, dtype=net.dtype)
         self.state = self.optimizer.new_state(net._n_params, net.dtype)
         self.hyper = self.optimizer.hyper_array()
@@ -238,7 +250,7 @@ class Workspace:
         return -(-n_rows // self.batch_size)
 
     def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False, resume=None, interrupt=None,
-                  on_chunk=None):
+                  on_chunk=None, sample_weight=None):
         """One compiled epoch of mini-batch training over X, Y; returns an EpochResult.
 
         shuffle_seed >= 0 shuffles the rows first (seeded); -1 keeps their
@@ -252,7 +264,10 @@ class Workspace:
         chunks, theta holding the parameters of the last finished step.
         ``resume`` (an EpochResult of the same epoch's first batches, same
         shuffle_seed) continues an interrupted epoch where it stopped.
+        ``sample_weight``: one weight per row of X, of the network's dtype
+        (``check_sample_weight``), or None.
         """
+        SW = self.unweighted if sample_weight is None else sample_weight
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
         if shuffle_seed >= 0:
@@ -260,7 +275,8 @@ class Workspace:
         else:
             self.perm[:] = np.arange(X.shape[0])
         result = EpochResult() if resume is None else resume
-        self.acc[K.LOSS_SUM], self.acc[K.CORRECT] = result.loss_sum, result.correct
+        self.acc[K.LOSS_SUM], self.acc[K.CORRECT], self.acc[K.WEIGHT_SUM] = (result.loss_sum, result.correct,
+                                                                             result.weight_sum)
         total = self.n_batches(X.shape[0])
         chunked = interrupt is not None or on_chunk is not None
         lr, skip = float(learning_rate), bool(skip_nonfinite)
@@ -270,7 +286,7 @@ class Workspace:
             before = result.batches
             last = min(total, before + self._chunk() if chunked else total)
             started = time.perf_counter()
-            result.add(*self._guarded(X, Y, before, last, lr, skip), self.acc)
+            result.add(*self._guarded(X, Y, SW, before, last, lr, skip), self.acc)
             elapsed = time.perf_counter() - started
             if result.batches > before and elapsed > 1e-4:
                 self.seconds_per_batch = elapsed / (result.batches - before)
@@ -285,13 +301,13 @@ class Workspace:
             self.seconds_per_batch = 1e-6 + 6.0 * self.batch_size * self.net._n_params / 1e9
         return max(1, int(CHUNK_SECONDS / self.seconds_per_batch))
 
-    def _kernel(self, X, Y, perm, first, last, lr, t, skip):
+    def _kernel(self, X, Y, SW, first, last, lr, t, skip):
         net = self.net
-        return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, perm, first, last,
-                                self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
-                                self.a, self.z, self.delta, self.y, self.grad, self.acc)
+        return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm, first,
+                                last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
+                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc)
 
-    def _guarded(self, X, Y, first, last, lr, skip):
+    def _guarded(self, X, Y, SW, first, last, lr, skip):
         """Batches first..last-1 through the kernel, plus a guarantee the kernel alone does not give.
 
         The kernel checks each mini-batch's loss and gradient, but an
@@ -306,7 +322,7 @@ class Workspace:
         """
         theta = self.net.theta
         theta0, state0, acc0 = theta.copy(), self.state.copy(), self.acc.copy()
-        result = self._kernel(X, Y, self.perm, first, last, lr, self.step, skip)
+        result = self._kernel(X, Y, SW, first, last, lr, self.step, skip)
         if np.isfinite(theta).all():
             self.step += result[2]
             return result
@@ -314,7 +330,7 @@ class Workspace:
         done, seen, steps, skipped = 0, 0, 0, 0
         for i in range(first, last):
             theta0[...], state0[...], acc0[...] = theta, self.state, self.acc
-            _, b_seen, b_steps, b_skipped, status = self._kernel(X, Y, self.perm, i, i + 1, lr, self.step, False)
+            _, b_seen, b_steps, b_skipped, status = self._kernel(X, Y, SW, i, i + 1, lr, self.step, False)
             if status == K.OK and not np.isfinite(theta).all():
                 theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
                 status = NONFINITE_PARAMETERS
@@ -535,8 +551,9 @@ class Trainer:
         self.optimizer = optimizers.get_optimizer(opts["optimizer"], opts)
         self.schedule = schedules.get_schedule(opts["lr_schedule"])
         self.rng = net._rng if opts["seed"] is None else np.random.default_rng(opts["seed"])
-        self.X, self.Y = X, Y
+        self.X, self.Y, self.SW = X, Y, opts.pop("sample_weight")
         self.Xv = self.Yv = None
+        self.SWv = None
         self.split_seed = -1
         self.epoch = 0
         self.user_callbacks = list(callbacks)
@@ -573,7 +590,7 @@ class Trainer:
         """Hold out validation_fraction of X, Y (a seeded random split), or take validation_data."""
         fraction, given = self.opts["validation_fraction"], self.opts["validation_data"]
         if given is not None:
-            self.Xv, self.Yv = given
+            self.Xv, self.Yv, self.SWv = given
         if fraction is None:
             return
         if self.split_seed < 0:
@@ -587,6 +604,12 @@ class Trainer:
         X, Y = self.X, self.Y
         self.Xv, self.Yv = np.ascontiguousarray(X[order[:n_val]]), np.ascontiguousarray(Y[order[:n_val]])
         self.X, self.Y = np.ascontiguousarray(X[order[n_val:]]), np.ascontiguousarray(Y[order[n_val:]])
+        if self.SW is not None:
+            self.SWv, self.SW = self.SW[order[:n_val]].copy(), self.SW[order[n_val:]].copy()
+            for part, weights in (("validation", self.SWv), ("training", self.SW)):
+                if not weights.any():
+                    raise ValueError(f"sample_weight must not be all zero on the {part} side of the "
+                                     "validation_fraction split, got all zeros there.")
 
     def build(self, resumed):
         """Workspace, history and callbacks, restored from a checkpoint's fields when resuming."""
@@ -664,12 +687,13 @@ class Trainer:
         shuffle_seed = int(self.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
         resume, self.partial = self.partial, None
         result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
-                                          resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk)
+                                          resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk,
+                                          sample_weight=self.SW)
         self.check_divergence(epoch, result, lr)
         history["loss"].append(result.loss)
         if "accuracy" in history:  # counted inside the compiled epoch, on each batch before its step (as Keras)
             per_sample = net.layer_sizes[-1] if net.loss == "bce" else 1
-            history["accuracy"].append(result.correct / (result.samples * per_sample))
+            history["accuracy"].append(result.correct / (result.weight_sum * per_sample))
         if "skipped_steps" in history:
             history["skipped_steps"].append(result.skipped)
         if "lr" in history:
@@ -725,7 +749,7 @@ class Trainer:
 
     def validate(self, epoch, lr):
         net, history = self.net, self.history
-        history["val_loss"].append(net._loss_value_checked(self.Xv, self.Yv))
+        history["val_loss"].append(net._loss_value_checked(self.Xv, self.Yv, self.SWv))
         if not math.isfinite(history["val_loss"][-1]):
             # Finite parameters whose outputs overflow: no history entry built on NaN.
             raise DivergenceError(
@@ -733,7 +757,7 @@ class Trainer:
                 "parameters are finite but the network's outputs overflow). Try a smaller "
                 f"learning_rate (got {lr:g}).", epoch=epoch, step=self.workspace.step, history=history)
         if "val_accuracy" in history:
-            history["val_accuracy"].append(_accuracy(net._forward_checked(self.Xv), self.Yv, net.loss))
+            history["val_accuracy"].append(_accuracy(net._forward_checked(self.Xv), self.Yv, net.loss, self.SWv))
 
 
 def check_schedule_rate(schedule, eta_0, epoch, epochs):
@@ -757,11 +781,14 @@ def check_fit_options(net, opts):
                          f"got {opts['validation_fraction']}.")
     given = opts["validation_data"]
     if given is not None:
-        if not isinstance(given, (tuple, list)) or len(given) != 2:
-            raise TypeError(f"validation_data must be a tuple (X_val, Y_val), got {type(given).__name__}.")
+        if not isinstance(given, (tuple, list)) or len(given) not in (2, 3):
+            raise TypeError("validation_data must be a tuple (X_val, Y_val) or (X_val, Y_val, sample_weight_val), "
+                            f"got {type(given).__name__}.")
         Xv, _ = check_inputs(given[0], net.layer_sizes[0], net.dtype, name="validation X")
         Yv = check_targets(given[1], net.loss, net.layer_sizes[-1], Xv.shape[0], net.dtype, name="validation Y")
-        opts["validation_data"] = (Xv, Yv)
+        SWv = check_sample_weight(given[2], Xv.shape[0], net.dtype, name="validation sample_weight") \
+            if len(given) == 3 and given[2] is not None else None
+        opts["validation_data"] = (Xv, Yv, SWv)
     if opts["early_stopping"] and given is None and opts["validation_fraction"] is None:
         raise ValueError("early_stopping needs validation_data or validation_fraction, got neither.")
     schedules.get_schedule(opts["lr_schedule"])  # a bad name fails here, before any work
@@ -777,6 +804,8 @@ def fit(net, X, Y, **options):
     check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
     X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
     Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
+    weights = options.get("sample_weight")
+    options["sample_weight"] = None if weights is None else check_sample_weight(weights, X.shape[0], net.dtype)
     opts = check_fit_options(net, options)
     callbacks = opts.pop("callbacks", None) or ()
     trainer = Trainer(net, X, Y, opts, callbacks)
@@ -821,6 +850,8 @@ def partial_fit(net, X, Y, **options):
     check_theta(net.theta, net._n_params, net.dtype)
     X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
     Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
+    weights = options.pop("sample_weight", None)
+    weights = None if weights is None else check_sample_weight(weights, X.shape[0], net.dtype)
     opts = check_params(PARTIAL_FIT_PARAMS, options)
     opts.update(check_params(OPTIMIZER_PARAMS, {k: options[k] for k in OPTIMIZER_PARAMS if k in options}))
     optimizer = optimizers.get_optimizer(opts["optimizer"], opts)
@@ -836,7 +867,8 @@ def partial_fit(net, X, Y, **options):
         state.adopt(net, optimizer, opts["batch_size"])
     lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
     shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
-    result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip")
+    result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                       sample_weight=weights)
     if result.status != K.OK or result.steps == 0:
         what = "every mini-batch was skipped" if result.status == K.OK else "a loss, gradient or step was not finite"
         raise DivergenceError(f"training diverged in partial_fit pass {state.passes + 1}: {what}. The network keeps "
@@ -847,9 +879,13 @@ def partial_fit(net, X, Y, **options):
             "lr": lr, "passes": state.passes, "optimizer_steps": state.workspace.step}
 
 
-def _accuracy(out, Y, loss):
-    """Fraction correct: argmax against the one-hot target for cross_entropy;
+def _accuracy(out, Y, loss, sample_weight=None):
+    """Fraction correct (weighted by sample_weight): argmax against the one-hot target for cross_entropy;
     elementwise a > 0.5 against y > 0.5 otherwise (Keras' binary accuracy)."""
     if loss == "cross_entropy":
-        return float(np.mean(np.argmax(out, axis=1) == np.argmax(Y, axis=1)))
-    return float(np.mean((out > 0.5) == (Y > 0.5)))
+        correct = (np.argmax(out, axis=1) == np.argmax(Y, axis=1)).astype(np.float64)
+    else:
+        correct = np.mean((out > 0.5) == (Y > 0.5), axis=1)
+    if sample_weight is None or sample_weight.shape[0] == 0:
+        return float(np.mean(correct))
+    return float(np.dot(correct, sample_weight) / np.sum(sample_weight, dtype=np.float64))
