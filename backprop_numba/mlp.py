@@ -353,7 +353,7 @@ class MLP:
 
     # -- training ------------------------------------------------------------
 
-    def fit(self, X, Y, epochs=10, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True,
+    def fit(self, X, Y=None, epochs=10, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True,
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
             weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
             early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,

@@ -49,7 +49,15 @@ stopping, checkpoints, progress bar); ``training.py`` holds the loop.
 
 Parameters
 ----------
-X : array of shape (n_samples, n[0])
+X : array of shape (n_samples, n[0]); or data larger than memory, read
+    one block of rows at a time (memory bounded by the block and batch
+    sizes, see ``training.Blocks``): an ``np.memmap`` (``np.load(path,
+    mmap_mode="r")``, Y and sample_weight arrays or memmaps of the same
+    length; blocks of ~32 MB in shuffled order, rows shuffled within each
+    block), or an iterable of ``(X, Y)`` or ``(X, Y, sample_weight)``
+    chunks with Y omitted (a list, or a callable returning a fresh iterator
+    each epoch; rows shuffled within each chunk).  Such data needs
+    validation_data rather than validation_fraction.
 Y : targets (see ``loss_and_gradients``)
 epochs : int >= 1, the total number of epochs of the run (a resumed
     run counts the epochs of its checkpoint in)
@@ -536,6 +544,99 @@ class Checkpointer:
 
 
 # --------------------------------------------------------------------------
+# Data larger than memory
+# --------------------------------------------------------------------------
+
+# Rows per block of out-of-core data: about this many bytes of inputs at a time.
+BLOCK_BYTES = 32 << 20
+
+
+def is_out_of_core(X, Y):
+    """Training data ``fit`` reads a block at a time: a memory-mapped array, or chunks (Y omitted)."""
+    return isinstance(X, np.memmap) or (Y is None and not isinstance(X, np.ndarray))
+
+
+class Blocks:
+    """Training data read one block of rows at a time, so memory is bounded by the block and batch sizes.
+
+    ``source`` is an ``np.memmap`` (``np.load(path, mmap_mode="r")``), with Y and
+    sample_weight as arrays or memmaps of the same length; or an iterable of
+    ``(X, Y)`` / ``(X, Y, sample_weight)`` chunks (a list, or a callable
+    returning a fresh iterator each epoch; a one-shot generator serves one
+    epoch).  Shuffling: memory-mapped data is cut into blocks of about
+    BLOCK_BYTES whose order is shuffled every epoch, and the rows within each
+    block are shuffled; chunks are used in the order given, their rows
+    shuffled within each chunk.  Blocks are whole multiples of the batch size,
+    so without shuffling the mini-batches are those of the same data in memory.
+    """
+
+    def __init__(self, net, source, Y, sample_weight, batch_size):
+        self.net, self.source, self.Y, self.SW = net, source, Y, sample_weight
+        self.mapped = isinstance(source, np.memmap)
+        self.epochs_served = 0
+        if self.mapped:
+            if source.ndim != 2 or source.shape[1] != net.layer_sizes[0]:
+                raise ValueError(f"X must have shape (n_samples, {net.layer_sizes[0]}), got {source.shape}.")
+            if Y is None or len(Y) != source.shape[0]:
+                raise ValueError(f"Y must have one row per row of X ({source.shape[0]}), got "
+                                 f"{None if Y is None else len(Y)}.")
+            row_bytes = source.shape[1] * np.dtype(net.dtype).itemsize
+            self.block_rows = max(1, BLOCK_BYTES // row_bytes // batch_size) * batch_size
+            self.n_rows = source.shape[0]
+            for _ in self._mapped_blocks(np.arange(self._n_blocks())):  # every value checked before training
+                pass
+        elif callable(source):
+            self.n_rows = None
+        else:
+            try:
+                iter(source)
+            except TypeError:
+                raise TypeError("X must be an array, an np.memmap, or an iterable of (X, Y) chunks with Y "
+                                f"omitted, got {type(source).__name__}.") from None
+            self.n_rows = None
+
+    def _n_blocks(self):
+        return -(-self.n_rows // self.block_rows)
+
+    def _checked(self, Xb, Yb, SWb, where):
+        net = self.net
+        try:
+            Xb, _ = check_inputs(Xb, net.layer_sizes[0], net.dtype)
+            Yb = check_targets(Yb, net.loss, net.layer_sizes[-1], Xb.shape[0], net.dtype)
+            SWb = None if SWb is None else check_sample_weight(SWb, Xb.shape[0], net.dtype)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        return Xb, Yb, SWb
+
+    def _mapped_blocks(self, order):
+        for b in order:
+            start, stop = int(b) * self.block_rows, min(self.n_rows, (int(b) + 1) * self.block_rows)
+            yield self._checked(self.source[start:stop], self.Y[start:stop],
+                                None if self.SW is None else self.SW[start:stop], f"rows {start}..{stop - 1} of X")
+
+    def epoch(self, rng, shuffle):
+        """The blocks of one epoch, validated and converted (each one a bounded copy)."""
+        if self.mapped:
+            order = rng.permutation(self._n_blocks()) if shuffle else np.arange(self._n_blocks())
+            yield from self._mapped_blocks(order)
+            return
+        chunks = self.source() if callable(self.source) else self.source
+        if self.epochs_served and not callable(self.source) and iter(chunks) is chunks:
+            raise ValueError("X is a one-shot iterator of chunks, already used up by an earlier epoch: give a list, "
+                             "or a callable that returns a fresh iterator of (X, Y) chunks.")
+        self.epochs_served += 1
+        rows = 0
+        for i, chunk in enumerate(chunks):
+            if not isinstance(chunk, (tuple, list)) or len(chunk) not in (2, 3):
+                raise TypeError(f"X must yield (X, Y) or (X, Y, sample_weight) chunks, got {type(chunk).__name__} "
+                                f"as chunk {i}.")
+            Xb, Yb, SWb = self._checked(chunk[0], chunk[1], chunk[2] if len(chunk) == 3 else None, f"chunk {i}")
+            rows += Xb.shape[0]
+            yield Xb, Yb, SWb
+        self.n_rows = rows
+
+
+# --------------------------------------------------------------------------
 # One run of fit
 # --------------------------------------------------------------------------
 
@@ -552,6 +653,7 @@ class Trainer:
         self.schedule = schedules.get_schedule(opts["lr_schedule"])
         self.rng = net._rng if opts["seed"] is None else np.random.default_rng(opts["seed"])
         self.X, self.Y, self.SW = X, Y, opts.pop("sample_weight")
+        self.blocks = None  # out-of-core data (Blocks), set by fit
         self.Xv = self.Yv = None
         self.SWv = None
         self.split_seed = -1
@@ -589,6 +691,9 @@ class Trainer:
     def split(self):
         """Hold out validation_fraction of X, Y (a seeded random split), or take validation_data."""
         fraction, given = self.opts["validation_fraction"], self.opts["validation_data"]
+        if fraction is not None and self.blocks is not None:
+            raise ValueError("validation_fraction needs the data in memory; with memory-mapped or chunked X "
+                             f"give validation_data instead, got validation_fraction={fraction}.")
         if given is not None:
             self.Xv, self.Yv, self.SWv = given
         if fraction is None:
@@ -614,7 +719,8 @@ class Trainer:
     def build(self, resumed):
         """Workspace, history and callbacks, restored from a checkpoint's fields when resuming."""
         opts, net = self.opts, self.net
-        self.workspace = Workspace(net, min(opts["batch_size"], self.X.shape[0]), self.optimizer)
+        n_rows = self.X.shape[0] if self.blocks is None else self.blocks.n_rows or opts["batch_size"]
+        self.workspace = Workspace(net, min(opts["batch_size"], n_rows), self.optimizer)
         self.history = History(net.loss in losses.CLASSIFICATION, self.Xv is not None,
                                opts["on_nonfinite"] == "skip", opts["lr_schedule"] is not None)
         # Early stopping's state is stored in every checkpoint (a zero state when it is off).
@@ -686,9 +792,12 @@ class Trainer:
         self.epoch_rng_state = self.rng.bit_generator.state  # what a checkpoint in mid-epoch restores
         shuffle_seed = int(self.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
         resume, self.partial = self.partial, None
-        result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
-                                          resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk,
-                                          sample_weight=self.SW)
+        if self.blocks is None:
+            result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                              resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk,
+                                              sample_weight=self.SW)
+        else:
+            result = self.run_blocks(lr, shuffle_seed, interrupt)
         self.check_divergence(epoch, result, lr)
         history["loss"].append(result.loss)
         if "accuracy" in history:  # counted inside the compiled epoch, on each batch before its step (as Keras)
@@ -703,20 +812,51 @@ class Trainer:
         history["seconds"].append(time.perf_counter() - started)
         return history.last()
 
+    def run_blocks(self, lr, shuffle_seed, interrupt):
+        """One epoch over out-of-core data, block after block; the running sums go on across blocks."""
+        total = EpochResult()
+        block_rng = np.random.default_rng(shuffle_seed) if shuffle_seed >= 0 else None
+        for Xb, Yb, SWb in self.blocks.epoch(block_rng, shuffle_seed >= 0):
+            seed = int(block_rng.integers(0, 2**31 - 1)) if block_rng is not None else -1
+            carried = EpochResult(loss_sum=total.loss_sum, correct=total.correct, weight_sum=total.weight_sum)
+            part = self.workspace.run_epoch(Xb, Yb, lr, seed, self.opts["on_nonfinite"] == "skip", resume=carried,
+                                            interrupt=interrupt, sample_weight=SWb)
+            total.loss_sum, total.correct, total.weight_sum = part.loss_sum, part.correct, part.weight_sum
+            total.samples += part.samples
+            total.steps += part.steps
+            total.skipped += part.skipped
+            total.batches += part.batches
+            total.status = part.status
+            if part.status != K.OK:
+                break
+        return total
+
+    def n_rows(self):
+        return self.X.shape[0] if self.blocks is None else self.blocks.n_rows
+
     def interrupted(self, exc):
         """Ctrl-C or SIGTERM between two steps: write a checkpoint if they are on, then raise TrainingInterrupted."""
         batch = exc.result.batches
         epoch = self.epoch + 1 if batch else self.epoch  # the epoch in progress, or the last one finished
         path = None
-        if self.checkpointer is not None:
+        if self.checkpointer is not None and (self.blocks is None or not batch):
             path = self.checkpointer.path
             self.save_checkpoint(path, self.epoch, partial=exc.result if exc.result.batches else None)
-        where = (f"in epoch {epoch} after {batch} of {self.workspace.n_batches(self.X.shape[0])} mini-batches"
-                 if batch else f"after epoch {epoch}")
+        if self.blocks is not None:
+            where = f"in epoch {epoch}" if batch else f"after epoch {epoch}"
+        else:
+            where = (f"in epoch {epoch} after {batch} of {self.workspace.n_batches(self.X.shape[0])} mini-batches"
+                     if batch else f"after epoch {epoch}")
         name = "SIGTERM" if exc.signum == signal.SIGTERM else "Ctrl-C"
         message = (f"training interrupted ({name}) {where} (optimizer step {self.workspace.step}); the network "
                    "holds the parameters of the last finished step")
-        message += f"; checkpoint written to {path}" if path else " (no checkpoint: checkpoint_every is off)"
+        if path:
+            message += f"; checkpoint written to {path}"
+        elif self.checkpointer is not None:
+            message += f" (memory-mapped or chunked data: no mid-epoch checkpoint; {self.checkpointer.path} holds " \
+                       "the last finished epoch)"
+        else:
+            message += " (no checkpoint: checkpoint_every is off)"
         raise TrainingInterrupted(message, epoch, batch, path, self.history, exc.signum) from None
 
     def check_divergence(self, epoch, result, lr):
@@ -734,7 +874,7 @@ class Trainer:
         step = result.steps + result.skipped + 1
         raise DivergenceError(
             f"training diverged: non-finite {what} at epoch {epoch}, step {step} "
-            f"(mini-batch {step} of {math.ceil(self.X.shape[0] / self.workspace.batch_size)}). The network keeps "
+            f"(mini-batch {step} of {math.ceil((self.n_rows() or 0) / self.workspace.batch_size)}). The network keeps "
             f"the parameters of the last finite step. Try a smaller learning_rate (got {lr:g}), "
             "or on_nonfinite='skip'.", epoch=epoch, step=step, history=self.history)
 
@@ -802,13 +942,23 @@ def check_fit_options(net, opts):
 def fit(net, X, Y, **options):
     """``MLP.fit``: validate, split, resume, build, run (see ``MLP.fit`` for the options)."""
     check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
-    X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
-    Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
-    weights = options.get("sample_weight")
-    options["sample_weight"] = None if weights is None else check_sample_weight(weights, X.shape[0], net.dtype)
-    opts = check_fit_options(net, options)
+    blocks = None
+    if is_out_of_core(X, Y):
+        opts = check_fit_options(net, options)
+        blocks = Blocks(net, X, Y, opts.pop("sample_weight"), opts["batch_size"])
+        opts["sample_weight"] = None
+        X = Y = None
+    else:
+        if Y is None:
+            raise ValueError("Y must be given with an array X (Y is omitted only for an iterable of (X, Y) chunks).")
+        X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
+        Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
+        weights = options.get("sample_weight")
+        options["sample_weight"] = None if weights is None else check_sample_weight(weights, X.shape[0], net.dtype)
+        opts = check_fit_options(net, options)
     callbacks = opts.pop("callbacks", None) or ()
     trainer = Trainer(net, X, Y, opts, callbacks)
+    trainer.blocks = blocks
     resumed = trainer.resume(opts["resume_from"]) if opts["resume_from"] is not None else None
     trainer.split()
     trainer.build(resumed)
