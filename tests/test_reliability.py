@@ -352,3 +352,290 @@ def test_save_refuses_fifos_and_devices_without_replacing_them(tmp_path):
     with pytest.raises(ValueError, match="character device"):
         _net().save("/dev/null")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_output_path_is_checked_like_save(tmp_path, monkeypatch):
+    from backprop_numba._validation import check_output_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "old.npz").write_bytes(b"x")
+    os.symlink(tmp_path / "sub" / "target.npz", tmp_path / "link.npz")
+    for ok in ("new.npz", "old.npz", "sub/new.npz", "link.npz", tmp_path / "new.npz"):
+        assert check_output_path("checkpoint_path", ok) == os.fspath(ok)
+    os.mkfifo(tmp_path / "pipe")
+    for bad, exc, match in [
+        ("sub", ValueError, r"checkpoint_path must be a file path, got a directory: sub\."),
+        ("sub/", ValueError, r"checkpoint_path must be a file path, got 'sub/', which names a folder"),
+        ("nowhere/c.npz", FileNotFoundError, r"checkpoint_path must be in an existing folder, got nowhere/c.npz"),
+        ("pipe", ValueError, r"checkpoint_path must be a regular file \(or a new one\), got pipe"),
+        ("", ValueError, r"checkpoint_path must be a non-empty file path"),
+        (3, TypeError, r"checkpoint_path must be a file path"),
+    ]:
+        with pytest.raises(exc, match=match):
+            check_output_path("checkpoint_path", bad)
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "old.npz", "pipe", "sub"]  # nothing written
+
+
+OUTPUT_PATH_AS_NOBODY = """
+    import os
+    from backprop_numba._validation import check_output_path
+    folder = sys.argv[1]
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    ro_file = os.path.join(folder, "ro.npz")
+    open(ro_file, "w").close()
+    os.chmod(ro_file, 0o444)
+    ro_folder = os.path.join(folder, "ro")
+    os.mkdir(ro_folder, 0o555)
+    for path in (ro_file, os.path.join(ro_folder, "new.npz"), os.path.join(folder, "fine.npz")):
+        try:
+            check_output_path("checkpoint_path", path)
+            print("ok")
+        except OSError as exc:
+            print(type(exc).__name__, exc)
+"""
+
+
+def test_output_path_read_only_cases_as_an_unprivileged_user(nobody_dir):
+    done = _child(OUTPUT_PATH_AS_NOBODY, nobody_dir)
+    assert done.returncode == 0, done.stderr
+    ro_file, ro_folder, fine = done.stdout.splitlines()
+    assert ro_file == f"PermissionError checkpoint_path must be a writable file, got {nobody_dir}/ro.npz, which is read-only."
+    assert ro_folder.startswith("PermissionError checkpoint_path must be in a writable folder")
+    assert fine == "ok"
+
+
+# -- 6. check_gradients never returns rel_error=nan ---------------------------------------
+
+def _huge_net(value):
+    return MLP.from_weights([np.full((4, 3), value), np.full((1, 4), value)], [np.zeros(4), np.zeros(1)],
+                            activation="identity", output_activation="identity", loss="mse")
+
+
+def test_check_gradients_refuses_non_finite_gradients_and_differences():
+    from backprop_numba import check_gradients
+
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    Y = X[:, :1]
+    with pytest.raises(ValueError, match=r"the loss and its gradient must be finite to be checked, got loss inf "
+                                         r"and 21 non-finite gradient entries of 21"):
+        check_gradients(_huge_net(1e200), X, Y)
+    net = MLP([3, 4, 1], activation="tanh", loss="mse", seed=0)
+    with pytest.raises(ValueError, match=r"the finite difference for theta\[\d+\] must be finite, got nan .*"
+                                         r"eps=1e\+300\): use a smaller eps"):
+        check_gradients(net, X, Y, eps=1e300)
+    # Neighbours: finite but enormous gradients give a number, not NaN (the norms are scaled) ...
+    result = check_gradients(_huge_net(1e50), X, Y)
+    assert np.isfinite(result.rel_error) and not result
+    # ... and an ordinary check still passes.
+    assert check_gradients(net, X, Y)
+
+
+# -- 7. numbers too large for a float, layer sizes, other libraries' arrays ----------------------
+
+def _estimator(cls, **kw):
+    est = pytest.importorskip("backprop_numba.estimators")
+    return getattr(est, cls)(hidden_layer_sizes=(3,), max_iter=1, random_state=0, **kw)
+
+
+XH = np.random.default_rng(1).normal(size=(8, 3))
+YH = XH[:, 0] > 0
+
+
+def _fit_with(**kw):
+    return MLP([3, 2, 1], loss="mse", seed=0).fit(XH, XH[:, :1], epochs=1, progress=False, **kw)
+
+
+def _check_gradients(**kw):
+    from backprop_numba import check_gradients
+    return check_gradients(MLP([3, 2, 1], loss="mse", seed=0), XH, XH[:, :1], **kw)
+
+
+def _schedule(name, **kw):
+    from backprop_numba import schedules
+    return getattr(schedules, name)(**kw)
+
+
+HUGE = 10**400
+
+
+@pytest.mark.parametrize("name, call", [
+    ("learning_rate", lambda: _fit_with(learning_rate=HUGE)),
+    ("momentum", lambda: _fit_with(momentum=HUGE, optimizer="momentum")),
+    ("weight_decay", lambda: _fit_with(weight_decay=HUGE)),
+    ("min_delta", lambda: _fit_with(min_delta=HUGE)),
+    ("beta2", lambda: _fit_with(beta2=-HUGE)),
+    ("eps", lambda: _check_gradients(eps=HUGE)),
+    ("tolerance", lambda: _check_gradients(tolerance=HUGE)),
+    ("gamma", lambda: _schedule("Step", gamma=HUGE)),
+    ("gamma", lambda: _schedule("Exponential", gamma=HUGE)),
+    ("eta_min", lambda: _schedule("Cosine", eta_min=HUGE)),
+    ("alpha", lambda: _estimator("MLPRegressor", alpha=HUGE).fit(XH, XH[:, 0])),
+    ("learning_rate_init", lambda: _estimator("MLPClassifier", learning_rate_init=HUGE).fit(XH, YH)),
+    ("tol", lambda: _estimator("MLPClassifier", tol=HUGE).fit(XH, YH)),
+])
+def test_integers_too_large_for_a_float_are_a_value_error(name, call):
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number within the float range "
+                                         r"\(about 1.8e308\), got an integer of 401 digits\.$"):
+        call()
+
+
+def test_huge_integers_in_arrays():
+    net = MLP([3, 2, 1], loss="mse", seed=0)
+    with pytest.raises(ValueError, match=r"X must hold numbers within the float range"):
+        net.forward([[HUGE, 1, 2]])
+    with pytest.raises(ValueError, match=r"Y must hold numbers within the float range"):
+        net.loss_value(XH[:1], [[HUGE]])
+    # Integers beyond int64 that a float holds are numbers like any other (converted, not refused).
+    np.testing.assert_array_equal(net.forward([[10**20, 1, 2]]), net.forward([[1e20, 1.0, 2.0]]))
+    with pytest.raises(TypeError, match=r"X must hold real numbers"):  # mixed objects: still refused
+        net.forward(np.array([[10**20, "a", 2]], dtype=object))
+
+
+@pytest.mark.parametrize("sizes, exc, match", [
+    ({3, 4, 1}, TypeError, r"layer_sizes must be an ordered sequence of integers \(list, tuple or 1-D array\), "
+                           r"got a set \{1, 3, 4\}, which has no defined order\."),
+    (frozenset({3, 4}), TypeError, r"got a frozenset"),
+    ({3: 1, 4: 2}, TypeError, r"got a dict"),
+    ({3: 1, 4: 2}.keys(), TypeError, r"got a dict_keys"),
+    (np.array(3), TypeError, r"layer_sizes must be a sequence of integers \(list, tuple or 1-D array, e\.g\. "
+                             r"\[3, 4, 1\]\), got a 0-d array array\(3\)\."),
+    (np.array([[3, 4], [4, 1]]), ValueError, r"layer_sizes must be a 1-D sequence of integers, got an array of "
+                                             r"shape \(2, 2\)\."),
+    ([10**6, 10**6, 1], ValueError, r"layer_sizes must describe a network whose parameters fit in memory, got "
+                                    r"\[1000000, 1000000, 1\]: 1,000,002,000,001 parameters need at least 3\.6 TiB"),
+    ([3, 150_000_000_000, 2], ValueError, r"900,000,000,002 parameters need at least 3\.3 TiB \(4 bytes each\)"),
+])
+def test_layer_sizes_refused(sizes, exc, match):
+    with pytest.raises(exc, match=match):
+        MLP(sizes)
+
+
+@pytest.mark.parametrize("sizes", [(3, 4, 1), range(3, 5), np.array([3, 4, 1]), np.array([3, 4, 1], np.uint8)])
+def test_layer_sizes_ordered_sequences_accepted(sizes):
+    assert MLP(sizes).layer_sizes == [int(n) for n in sizes]
+
+
+def test_layer_sizes_memory_check_uses_available_memory(monkeypatch):
+    from backprop_numba import _validation
+
+    monkeypatch.setattr(_validation, "_available_memory", lambda: 20 * 2**20)
+    with pytest.raises(ValueError, match=r"got \[3000, 3000, 1\]: 9,006,001 parameters need at least 34\.4 MiB "
+                                         r"\(4 bytes each\), and 20\.0 MiB is available\."):
+        MLP([3000, 3000, 1])
+    assert _validation.check_layer_sizes([1000, 1000, 1], itemsize=8)  # 8 MB: below the check, never refused
+    with pytest.raises(ValueError, match=r"4,504,501 parameters need at least 34\.4 MiB \(8 bytes each\)"):
+        _validation.check_layer_sizes([1500, 1500, 1500, 1], itemsize=8)
+    monkeypatch.setattr(_validation, "_available_memory", lambda: None)  # the system does not say: no check
+    assert _validation.check_layer_sizes([3000, 3000, 1]) == [3000, 3000, 1]
+
+
+def test_available_memory_is_read():
+    from backprop_numba._validation import _available_memory
+
+    available = _available_memory()
+    assert available is None or 0 <= available < 2**50
+
+
+def test_masked_arrays_are_refused():
+    net = MLP([3, 2, 1], loss="mse", seed=0)
+    masked = np.ma.masked_array(XH, mask=XH > 1)
+    with pytest.raises(TypeError, match=r"X must be a plain array, got a numpy masked array \(\d+ masked values\)"
+                                        r".*Pass X\.filled\(value\), or drop the masked rows"):
+        net.forward(masked)
+    with pytest.raises(TypeError, match=r"Y must be a plain array, got a numpy masked array \(0 masked values\)"):
+        net.fit(XH, np.ma.masked_array(XH[:, :1]), epochs=1, progress=False)
+    net.forward(masked.filled(0.0))
+
+
+def test_torch_tensors():
+    torch = pytest.importorskip("torch")
+    net = MLP([3, 2, 1], loss="mse", seed=0)
+    t = torch.tensor(XH, requires_grad=True)
+    with pytest.raises(TypeError, match=r"X must be an array of numbers, got a torch tensor with "
+                                        r"requires_grad=True \(shape \(8, 3\)\): pass X\.detach\(\)\.cpu\(\)\.numpy\(\)\."):
+        net.forward(t)
+    np.testing.assert_array_equal(net.forward(t.detach()), net.forward(XH))  # a plain tensor converts
+
+
+def test_scipy_sparse_matrices():
+    sparse = pytest.importorskip("scipy.sparse")
+    net = MLP([3, 2, 1], loss="mse", seed=0)
+    for matrix in (sparse.csr_matrix(XH), sparse.coo_array(XH)):
+        with pytest.raises(TypeError, match=rf"X must be a dense array, got a scipy\.sparse {type(matrix).__name__} "
+                                            r"of shape \(8, 3\): convert it with X\.toarray\(\)"):
+            net.forward(matrix)
+
+
+class _FakeFrame:
+    """What _validation sees of a pandas DataFrame (pandas itself may not be installed)."""
+
+    __module__ = "pandas.core.frame"
+
+    def __init__(self, columns, dtypes):
+        self._columns, self.dtypes = columns, dtypes
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(list(zip(*self._columns)), dtype=object)
+
+    def isna(self):
+        return _Plain(np.array([[v is None for v in c] for c in self._columns]).T)
+
+    def to_numpy(self, dtype=None):
+        return np.array(list(zip(*self._columns)), dtype=dtype)
+
+
+_FakeFrame.__name__ = "DataFrame"
+
+
+class _Plain:
+    def __init__(self, arr):
+        self._arr = arr
+
+    def __array__(self, dtype=None, copy=None):
+        return self._arr
+
+
+class _Kind:
+    def __init__(self, kind, name):
+        self.kind, self._name = kind, name
+
+    def __str__(self):
+        return self._name
+
+
+def test_pandas_like_frames_without_pandas():
+    net = MLP([3, 2, 1], loss="mse", seed=0)
+    Int64, Float64, Str = _Kind("i", "Int64"), _Kind("f", "Float64"), _Kind("O", "str")
+    cols = [[1, 2], [0.5, 1.5], [3, 4]]
+    with pytest.raises(ValueError, match=r"X must hold numbers only, got a pandas DataFrame with missing values "
+                                         r"\(pd\.NA/None\): drop or fill them first, e\.g\. X\.dropna\(\) or "
+                                         r"X\.fillna\(0\)"):
+        net.forward(_FakeFrame([[1, None], [0.5, 1.5], [3, 4]], [Int64, Float64, Int64]))
+    # Nullable numeric columns without missing values are numbers: converted.
+    np.testing.assert_array_equal(net.forward(_FakeFrame(cols, [Int64, Float64, Int64])),
+                                  net.forward(np.array(cols, dtype=float).T))
+    with pytest.raises(TypeError, match=r"got a pandas DataFrame with column dtypes \['Float64', 'Int64', 'str'\]"):
+        net.forward(_FakeFrame([[1, 2], [0.5, 1.5], ["a", "b"]], [Int64, Float64, Str]))
+
+
+def test_pandas_frames():
+    pd = pytest.importorskip("pandas")
+    net = MLP([3, 2, 1], loss="mse", seed=0)
+    frame = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": [1.0, 2.0, 3.0], "c": [0, 1, 2]})
+    with pytest.raises(ValueError, match=r"X must hold numbers only, got a pandas DataFrame with missing values"):
+        net.forward(frame)
+    filled = frame.fillna(0)
+    np.testing.assert_array_equal(net.forward(filled), net.forward(filled.to_numpy(dtype=float)))
+    for dtype in ("Int64", "Float64"):  # a nullable Series reaches NumPy as float with NaN: the usual message
+        with pytest.raises(ValueError, match=r"Y must be finite, got NaN"):
+            net.loss_value(np.ones((3, 3)), pd.Series(pd.array([1, None, 2], dtype=dtype)))
+
+
+def test_other_libraries_are_not_imported():
+    done = _child("""
+        from backprop_numba import _validation
+        print(sorted(m for m in ("torch", "scipy", "pandas") if m in sys.modules))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
