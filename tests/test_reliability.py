@@ -639,3 +639,168 @@ def test_other_libraries_are_not_imported():
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# -- 5. forged checkpoints: every field checked, the file named --------------------------------
+
+def _reseal(path, arrays):
+    """Write arrays with valid checksums (io's own sealing): what a forger can always do."""
+    arrays = {k: v for k, v in arrays.items() if k != "checksum"}
+    arrays["checksum"] = np.array(io._digest(arrays))
+    with open(path, "w+b") as f:
+        np.savez(f, **arrays)
+        io._seal(f)
+
+
+CKPT_X = np.random.default_rng(3).normal(size=(40, 5))
+CKPT_Y = (CKPT_X[:, 0] > 0).astype(np.int64)
+
+
+def _ckpt_net(dtype=np.float64):
+    return MLP([5, 4, 2], activation="tanh", loss="cross_entropy", seed=0, dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "run.npz"
+    _ckpt_net().fit(CKPT_X, CKPT_Y, epochs=3, batch_size=8, optimizer="adam", validation_fraction=0.25,
+                    early_stopping=True, patience=5, seed=1, checkpoint_every=1, checkpoint_path=path,
+                    progress=False)
+    return path
+
+
+def _json_entry(value):
+    return np.array(json.dumps(value))
+
+
+FORGERIES = [
+    # (id, {entry: new value or None to delete}, message)
+    ("epoch-negative", {"extra.epoch": np.array(-5)}, r"entry 'extra.epoch' must be an integer >= 0, got -5"),
+    ("epoch-float", {"extra.epoch": np.array(2.0)}, r"entry 'extra.epoch' must be an integer, got dtype float64"),
+    ("epoch-vector", {"extra.epoch": np.array([3])}, r"entry 'extra.epoch' must be an integer, got .* shape \(1,\)"),
+    ("step-negative", {"extra.step": np.array(-1)}, r"entry 'extra.step' must be an integer >= 0, got -1"),
+    ("split-seed", {"extra.split_seed": np.array(-2)}, r"entry 'extra.split_seed' must be an integer >= -1"),
+    ("best-theta-nan", {"extra.best_theta": "nan"}, r"entry 'extra.best_theta' must be finite"),
+    ("best-theta-short", {"extra.best_theta": "short"}, r"entry 'extra.best_theta' must have shape \(34,\) and "
+                                                        r"dtype float64"),
+    ("best-theta-float32", {"extra.best_theta": "float32"}, r"'extra.best_theta' must have .* got shape \(34,\) "
+                                                            r"and dtype float32"),
+    ("history-null", {"extra.history": _json_entry(None)}, r"entry 'extra.history' must be a JSON object \(a dict\), "
+                                                           r"got NoneType 'null'"),
+    ("history-text", {"extra.history": np.array("{not json")}, r"entry 'extra.history' must be JSON text"),
+    ("history-scalar", {"extra.history": _json_entry({"loss": 1.0})}, r"must map names to lists, got float"),
+    ("history-length", {"extra.history": _json_entry({"loss": [1.0]})}, r"must hold one value per epoch \(3\), "
+                                                                        r"got 1 for 'loss'"),
+    ("history-string", {"extra.history": _json_entry({"loss": [1.0, "x", 2.0]})},
+     r"must hold finite numbers \(or NaN\), got 'x' in 'loss'"),
+    ("history-inf", {"extra.history": np.array('{"loss": [1.0, Infinity, 2.0]}')}, r"got inf in 'loss'"),
+    ("history-bool", {"extra.history": _json_entry({"loss": [1.0, True, 2.0]})}, r"got True in 'loss'"),
+    ("best-empty", {"extra.best": np.array([], dtype=np.float64)}, r"entry 'extra.best' must be 3 float64 values"),
+    ("best-ints", {"extra.best": np.array([1, 2, 0])}, r"entry 'extra.best' must be 3 float64 values .* dtype int64"),
+    ("best-epoch-fraction", {"extra.best": np.array([0.5, 1.5, 0.0])}, r"its epoch as an integer in \[0, 3\], got 1.5"),
+    ("best-epoch-future", {"extra.best": np.array([0.5, 7.0, 0.0])}, r"its epoch as an integer in \[0, 3\], got 7.0"),
+    ("best-wait-negative", {"extra.best": np.array([0.5, 1.0, -1.0])}, r"epochs since as an integer in \[0, 3\]"),
+    ("best-too-many", {"extra.best": np.array([0.5, 2.0, 2.0])}, r"must count at most 3 epochs"),
+    ("best-nan-loss", {"extra.best": np.array([np.nan, 1.0, 0.0])}, r"must hold a finite best val_loss"),
+    ("best-inf-with-epoch", {"extra.best": np.array([np.inf, 1.0, 0.0])}, r"must hold a finite best val_loss"),
+    ("best-loss-without-epoch", {"extra.best": np.array([0.5, 0.0, 0.0])}, r"must hold a finite best val_loss"),
+    ("state-shape", {"extra.optimizer_state": "narrow"}, r"entry 'extra.optimizer_state' must be 2-D with 34 "
+                                                         r"columns .* got shape \(2, 33\)"),
+    ("state-1d", {"extra.optimizer_state": "flat"}, r"'extra.optimizer_state' must be 2-D .* got shape \(68,\)"),
+    ("state-dtype", {"extra.optimizer_state": "float32"}, r"'extra.optimizer_state' must be .* dtype float64, got "
+                                                          r"shape \(2, 34\) and dtype float32"),
+    ("state-nan", {"extra.optimizer_state": "nan"}, r"'extra.optimizer_state' must not hold NaN"),
+    ("rng-text", {"extra.rng_state": np.array("[1, 2]")}, r"'extra.rng_state' must be a JSON object \(a dict\)"),
+    ("rng-foreign", {"extra.rng_state": _json_entry(np.random.MT19937(0).state | {"state": {"key": [1], "pos": 0}})},
+     r"'extra.rng_state' must be a PCG64 state, got one NumPy refuses"),
+    ("rng-garbage", {"extra.rng_state": _json_entry({"bit_generator": "PCG64", "state": {"state": "x"}})},
+     r"'extra.rng_state' must be a PCG64 state"),
+    ("optimizer-empty", {"extra.optimizer": np.array("")}, r"'extra.optimizer' must be an optimizer name"),
+    ("optimizer-number", {"extra.optimizer": np.array(3)}, r"'extra.optimizer' must be a string"),
+    ("missing", {"extra.step": None, "extra.best": None}, r"missing entries \['extra.step', 'extra.best'\]"),
+    ("metadata-list", {"extra.metadata": _json_entry([1, 2])}, r"'extra.metadata' must be a JSON object \(a dict\), "
+                                                               r"got list"),
+    ("metadata-number", {"extra.metadata": np.array(5)}, r"'extra.metadata' must be a string"),
+]
+
+
+def _forged(arrays, changes):
+    arrays = dict(arrays)
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        elif isinstance(value, str):  # derived from the real entry
+            real = arrays[key]
+            value = {"nan": lambda a: np.where(np.arange(a.size).reshape(a.shape) == 3, np.nan, a),
+                     "short": lambda a: a[:-1], "float32": lambda a: a.astype(np.float32),
+                     "narrow": lambda a: a[:, :-1], "flat": lambda a: a.ravel()}[value](real)
+            arrays[key] = value
+        else:
+            arrays[key] = value
+    return arrays
+
+
+@pytest.mark.parametrize("changes, match", [row[1:] for row in FORGERIES], ids=[row[0] for row in FORGERIES])
+def test_forged_checkpoints_are_refused(checkpoint_file, tmp_path, changes, match):
+    from backprop_numba.checkpoint import read_checkpoint
+
+    arrays = io.load_arrays(checkpoint_file)
+    path = tmp_path / "forged.npz"
+    _reseal(path, _forged(arrays, changes))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))} is a malformed checkpoint: .*{match}"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("changes", [
+    {"extra.epoch": np.array(-5)},
+    {"extra.best_theta": "nan"},
+    {"extra.optimizer_state": "narrow"},
+], ids=["epoch", "best-theta-nan", "state"])
+def test_fit_refuses_forged_checkpoints_and_keeps_the_network(checkpoint_file, tmp_path, changes):
+    path = tmp_path / "forged.npz"
+    _reseal(path, _forged(io.load_arrays(checkpoint_file), changes))
+    net = _ckpt_net()
+    theta = net.theta.copy()
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} is a malformed checkpoint"):
+        net.fit(CKPT_X, CKPT_Y, epochs=5, batch_size=8, optimizer="adam", validation_fraction=0.25,
+                early_stopping=True, patience=5, seed=1, resume_from=path, progress=False)
+    np.testing.assert_array_equal(net.theta, theta)
+
+
+def test_genuine_checkpoints_read_back(checkpoint_file, tmp_path):
+    from backprop_numba.checkpoint import read_checkpoint
+
+    arrays, fields = read_checkpoint(checkpoint_file)
+    assert fields["epoch"] == 3 and fields["optimizer"] == "adam" and fields["metadata"] == {}
+    assert all(len(v) == 3 for v in fields["history"].values())
+    # NaN in the history (every step of an epoch skipped) is what fit can write: accepted.
+    history = dict(fields["history"], loss=[float("nan")] * 3)
+    path = tmp_path / "nan-history.npz"
+    _reseal(path, dict(arrays, **{"extra.history": np.array(json.dumps(history))}))
+    assert np.isnan(read_checkpoint(path)[1]["history"]["loss"]).all()
+    # Without early stopping `best` stays (inf, 0, 0); older checkpoints have no metadata entry.
+    plain = dict(arrays, **{"extra.best": np.array([np.inf, 0.0, 0.0])})
+    del plain["extra.metadata"]
+    _reseal(path, plain)
+    assert read_checkpoint(path)[1]["metadata"] == {}
+
+
+def test_checkpoint_metadata(tmp_path):
+    from backprop_numba.checkpoint import checkpoint_arrays, read_checkpoint, save_checkpoint
+
+    net = _ckpt_net()
+    fields = dict(epoch=0, step=0, optimizer="sgd", state=np.zeros((2, net.theta.size)),
+                  rng=np.random.default_rng(0), split_seed=-1, history={"loss": []}, best_theta=net.theta,
+                  best=(np.inf, 0, 0))
+    meta = {"run": "a", "fit_options": {"epochs": 3, "lr": 0.1, "schedule": None}, "tags": ["x", 1]}
+    save_checkpoint(tmp_path / "m.npz", net, metadata=meta, **fields)
+    assert read_checkpoint(tmp_path / "m.npz")[1]["metadata"] == meta
+    assert str(checkpoint_arrays(net, **fields)["extra.metadata"]) == "{}"
+    save_checkpoint(tmp_path / "none.npz", net, metadata=None, **fields)
+    assert read_checkpoint(tmp_path / "none.npz")[1]["metadata"] == {}
+    for bad, match in [([1], r"metadata must be a dict or None, got list"),
+                       ({1: "a"}, r"metadata keys must be strings"),
+                       ({"f": object()}, r"metadata must be JSON-serialisable")]:
+        with pytest.raises(TypeError, match=match):
+            save_checkpoint(tmp_path / "bad.npz", net, metadata=bad, **fields)
+    assert not (tmp_path / "bad.npz").exists()
