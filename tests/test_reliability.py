@@ -804,3 +804,191 @@ def test_checkpoint_metadata(tmp_path):
         with pytest.raises(TypeError, match=match):
             save_checkpoint(tmp_path / "bad.npz", net, metadata=bad, **fields)
     assert not (tmp_path / "bad.npz").exists()
+
+
+# -- 8. the command line: CSV columns by name, CSV cells, TOML types, --out up front -----------------
+
+def _main(*argv):
+    """cli.main in this process: (exit status, stdout, stderr)."""
+    import contextlib
+    import io as _io
+
+    from backprop_numba import cli
+
+    out, err = _io.StringIO(), _io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main([str(a) for a in argv])
+    return status, out.getvalue(), err.getvalue()
+
+
+CSV_X = np.random.default_rng(0).normal(size=(60, 3))
+CSV_Y = (CSV_X[:, 0] + 0.5 * CSV_X[:, 1] - CSV_X[:, 2] > 0).astype(int)
+
+
+def _write_csv(path, names, columns, target=None):
+    """columns: the features to write, as indices into CSV_X, under the given names."""
+    lines = [",".join(list(names) + (["target"] if target is not None else []))]
+    for i, row in enumerate(CSV_X):
+        cells = [f"{row[j]:.6f}" for j in columns] + ([str(target[i])] if target is not None else [])
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def csv_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("csv")
+    _write_csv(folder / "abc.csv", "abc", [0, 1, 2], CSV_Y)
+    status, _, err = _main("train", "--data", folder / "abc.csv", "--layers", "3,8,2", "--epochs", 60,
+                           "--out", folder / "run", "--quiet", "--seed", 0)
+    assert status == 0, err
+    return folder, folder / "run" / "model.npz"
+
+
+def test_predict_matches_csv_columns_by_name(csv_model):
+    folder, model = csv_model
+    status, expected, err = _main("predict", "--model", model, "--data", folder / "abc.csv", "--proba")
+    assert status == 0, err
+    # Reordered, without the target, with an extra column: the same predictions.
+    _write_csv(folder / "bac.csv", "bac", [1, 0, 2])
+    _write_csv(folder / "cxab.csv", ["c", "x", "a", "b"], [2, 0, 0, 1], CSV_Y)
+    for name in ("bac.csv", "cxab.csv"):
+        status, got, err = _main("predict", "--model", model, "--data", folder / name, "--proba")
+        assert status == 0, err
+        assert got == expected, name
+    # Before the fix the reordered file was used by position: most probabilities differ then.
+    net = MLP.load(model)
+    assert not np.allclose(net.predict(CSV_X[:, [1, 0, 2]]), net.predict(CSV_X))
+    # evaluate matches by name too
+    _write_csv(folder / "bac-t.csv", "bac", [1, 0, 2], CSV_Y)
+    s1, m1, _ = _main("evaluate", "--model", model, "--data", folder / "abc.csv")
+    s2, m2, _ = _main("evaluate", "--model", model, "--data", folder / "bac-t.csv")
+    assert s1 == s2 == 0
+    assert json.loads(m1)["accuracy"] == json.loads(m2)["accuracy"]
+    assert json.loads(m1)["loss"] == json.loads(m2)["loss"]
+
+
+def test_missing_feature_column_is_named(csv_model):
+    folder, model = csv_model
+    _write_csv(folder / "ab.csv", "ab", [0, 1])
+    _write_csv(folder / "abd.csv", "abd", [0, 1, 2])  # the right count, a wrong name: never used by position
+    for name in ("ab.csv", "abd.csv"):
+        status, _, err = _main("predict", "--model", model, "--data", folder / name)
+        assert status == 1
+        assert err.count("\n") == 1 and err.startswith("backprop-numba: error: ")
+        assert f"{name} must have the model's feature columns (matched by name), but it lacks ['c']" in err
+
+
+def test_models_and_data_without_names_still_go_by_position(tmp_path):
+    np.savez(tmp_path / "d.npz", X=CSV_X, target=CSV_Y)
+    status, _, err = _main("train", "--data", tmp_path / "d.npz", "--layers", "3,4,2", "--epochs", 2,
+                           "--out", tmp_path / "run", "--quiet")
+    assert status == 0, err
+    _write_csv(tmp_path / "any.csv", "pqr", [0, 1, 2])
+    s_csv, by_csv, err = _main("predict", "--model", tmp_path / "run" / "model.npz", "--data", tmp_path / "any.csv")
+    assert s_csv == 0, err
+    np.savez(tmp_path / "x.npz", X=CSV_X)
+    s_npz, by_npz, err = _main("predict", "--model", tmp_path / "run" / "model.npz", "--data", tmp_path / "x.npz")
+    assert s_npz == 0, err
+    assert by_csv == by_npz
+
+
+@pytest.mark.parametrize("text, command, match", [
+    ("a,a,c,target\n1,2,3,0\n2,3,4,1\n", "train", r"dup.csv must have unique column names \(columns are matched "
+                                                  r"by name\), got 'a' 2 times in its header \['a', 'a', 'c', 'target'\]"),
+    ("a,b,a\n1,2,3\n", "predict", r"got 'a' 2 times"),
+    ("a,b,c,target\n1,2,3,0\n\n2,3,4,\n3,4,5,1\n", "train",
+     r"dup.csv target column 'target' must be a value in every row, got an empty cell on line 4: fill it in "
+     r"or drop the row"),
+    ("a,b,c,target\n1,2,3,x\n2,3,4, \n3,4,5,\n", "train", r"empty cell on line 3 \(and 1 more rows\)"),
+    ("a,b,c,target\n1,2,3,0.5\n2,3,4,\n", "evaluate", r"target column 'target' must be a value in every row, got an empty cell on line 3"),
+    ("a,b,c,target\n1,,3,0\n2,3,4,1\n", "train", r"column 'b' must be numeric, got an empty cell on line 2"),
+])
+def test_csv_cells_and_headers(tmp_path, text, command, match):
+    (tmp_path / "dup.csv").write_text(text)
+    MLP([3, 4, 2], loss="cross_entropy").save(tmp_path / "m.npz")
+    argv = {"train": ["train", "--data", tmp_path / "dup.csv", "--layers", "3,4,2", "--out", tmp_path / "o"],
+            "evaluate": ["evaluate", "--model", tmp_path / "m.npz", "--data", tmp_path / "dup.csv"],
+            "predict": ["predict", "--model", tmp_path / "m.npz", "--data", tmp_path / "dup.csv"]}[command]
+    status, _, err = _main(*argv)
+    assert status == 1 and err.count("\n") == 1, err
+    assert re.search(match, err), err
+
+
+def test_predict_ignores_unknown_targets(csv_model):
+    """Rows whose target is not known yet (empty cells) are what predict is for: the column is left out."""
+    folder, model = csv_model
+    lines = (folder / "abc.csv").read_text().splitlines()
+    (folder / "unknown.csv").write_text("\n".join([lines[0]] + [l.rsplit(",", 1)[0] + "," for l in lines[1:]]) + "\n")
+    s1, expected, _ = _main("predict", "--model", model, "--data", folder / "abc.csv")
+    s2, got, err = _main("predict", "--model", model, "--data", folder / "unknown.csv")
+    assert s1 == s2 == 0, err
+    assert got == expected
+
+
+@pytest.mark.parametrize("line, match", [
+    ("epochs = 3.9", r"option 'epochs' must be an integer, got 3.9"),
+    ("batch-size = 8.5", r"option 'batch-size' must be an integer, got 8.5"),
+    ("seed = 1.0", r"option 'seed' must be an integer, got 1.0"),
+    ("patience = -2", r"option 'patience' must be an integer >= 1, got -2"),
+    ("epochs = true", r"option 'epochs' must be an integer, got True"),
+    ("learning-rate = false", r"option 'learning-rate' must be a number, got False"),
+    ("out = 5", r"option 'out' must be a string, got 5"),
+    ("data = [\"a.csv\"]", r"option 'data' must be a string, got \['a.csv'\]"),
+    ("dtype = 64", r"option 'dtype' must be a string, got 64"),
+    ("early-stopping = \"yes\"", r"option 'early-stopping' must be true or false, got 'yes'"),
+])
+def test_toml_values_are_typed(tmp_path, line, match):
+    _write_csv(tmp_path / "abc.csv", "abc", [0, 1, 2], CSV_Y)
+    (tmp_path / "run.toml").write_text(line + "\n")
+    status, _, err = _main("train", "--data", tmp_path / "abc.csv", "--layers", "3,4,2", "--config",
+                           tmp_path / "run.toml", "--out", tmp_path / "o")
+    assert status == 2 and err.count("\n") == 1, err
+    assert re.search(rf"run.toml: {match}", err), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_toml_values_of_the_right_type_work(tmp_path):
+    _write_csv(tmp_path / "abc.csv", "abc", [0, 1, 2], CSV_Y)
+    (tmp_path / "run.toml").write_text(f'epochs = 2\nbatch-size = 8\nlearning-rate = 1\nearly-stopping = false\n'
+                                       f'out = "{tmp_path / "o"}"\nquiet = true\n')
+    status, _, err = _main("train", "--data", tmp_path / "abc.csv", "--layers", "3,4,2", "--config",
+                           tmp_path / "run.toml")
+    assert status == 0, err
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["config"]["batch_size"] == 8
+
+
+def test_train_out_naming_a_file_fails_before_training(tmp_path):
+    _write_csv(tmp_path / "abc.csv", "abc", [0, 1, 2], CSV_Y)
+    (tmp_path / "taken").write_text("keep me")
+    # The real console entry point: one line, exit status 2, no traceback, and fast: no 10**6 epochs run.
+    done = subprocess.run([sys.executable, "-m", "backprop_numba.cli", "train", "--data", "abc.csv", "--layers",
+                           "3,4,2", "--epochs", "1000000", "--out", "taken"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("backprop-numba: error: --out must be a folder (train writes model.npz, metrics.json "
+                           "and loss.png into it), got 'taken', which is an existing file\n")
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_train_outputs_are_checked_before_training(tmp_path):
+    _write_csv(tmp_path / "abc.csv", "abc", [0, 1, 2], CSV_Y)
+    (tmp_path / "afile").write_text("x")
+    status, _, err = _main("train", "--data", tmp_path / "abc.csv", "--layers", "3,4,2", "--epochs", 10**6,
+                           "--out", tmp_path / "afile" / "sub")
+    assert status == 2 and "--out must be a folder that can be created" in err and "afile is a file" in err
+    (tmp_path / "o" / "model.npz").mkdir(parents=True)  # an output file's name taken by a folder
+    status, _, err = _main("train", "--data", tmp_path / "abc.csv", "--layers", "3,4,2", "--epochs", 10**6,
+                           "--out", tmp_path / "o")
+    assert status == 1 and "--out must be a file path, got a directory" in err and "model.npz" in err
+    assert sorted(os.listdir(tmp_path / "o")) == ["model.npz"]
+
+
+def test_train_layers_too_large_for_memory(tmp_path):
+    _write_csv(tmp_path / "abc.csv", "abc", [0, 1, 2], CSV_Y)
+    status, _, err = _main("train", "--data", tmp_path / "abc.csv", "--layers", "3,150000000000,2",
+                           "--out", tmp_path / "o")
+    assert status == 1 and err.count("\n") == 1, err
+    assert "layer_sizes must describe a network whose parameters fit in memory, got [3, 150000000000, 2]" in err
+    assert "MemoryError" not in err and not (tmp_path / "o").exists()
