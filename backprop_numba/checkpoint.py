@@ -17,6 +17,8 @@ key                        dtype        meaning
 ``extra.history``          str (JSON)   the history so far
 ``extra.best_theta``       dtype (P,)   early stopping: best parameters so far
 ``extra.best``             float64 (3,) early stopping: best val_loss, its epoch, epochs without improvement
+``extra.partial_epoch``    float64 (6,) optional: written in mid-epoch (Ctrl-C, SIGTERM): batches done,
+                                        samples, steps, skipped, loss sum, correct count of epoch+1
 ``extra.metadata``         str (JSON)   optional: a dict of the caller's own (``{}`` when absent)
 =========================  ===========  ============================================
 
@@ -32,7 +34,9 @@ every step skipped); ``best_theta`` has the network's shape and dtype and is
 finite; ``best`` is three floats: the best validation loss (+inf before the
 first), its epoch and the epochs since it, both integers in ``[0, epoch]``
 and adding up to at most ``epoch``; ``optimizer_state`` is 2-D, of the
-network's dtype, with one column per parameter, and holds no NaN;
+network's dtype, with one column per parameter (one row per state vector:
+none for plain SGD), and holds no NaN; ``partial_epoch``, when present, is 6
+finite numbers, the first four whole, batches >= 1;
 ``rng_state`` is a state NumPy's default bit generator accepts;
 ``split_seed`` is an integer >= -1.
 """
@@ -67,9 +71,14 @@ def _metadata_json(metadata):
 
 
 def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, history, best_theta, best,
-                      metadata=None):
+                      partial=None, metadata=None):
     """The dict of arrays ``io.save_arrays`` writes for a checkpoint.
 
+    partial : optional object with batches, samples, steps, skipped, loss_sum
+        and correct; it marks a checkpoint written in the middle of epoch
+        ``epoch + 1`` (Ctrl-C, SIGTERM), stored as ``extra.partial_epoch``;
+        ``rng`` is then the state that epoch started from, so a resume
+        reshuffles it the same way.
     metadata : optional dict of the caller's own, stored as JSON in
         ``extra.metadata`` (``{}`` when None) and returned by
         ``read_checkpoint`` as ``fields["metadata"]``.
@@ -88,6 +97,9 @@ def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, hi
         "extra.best": np.array(best, dtype=np.float64),
         "extra.metadata": np.array(_metadata_json(metadata)),
     })
+    if partial is not None:
+        arrays["extra.partial_epoch"] = np.array([partial.batches, partial.samples, partial.steps, partial.skipped,
+                                                  partial.loss_sum, partial.correct], dtype=np.float64)
     return arrays
 
 
@@ -165,6 +177,18 @@ def _best(arrays, epoch):
     return [loss, best_epoch, wait]
 
 
+def _partial_epoch(arrays):
+    """extra.partial_epoch as 6 floats, or None when absent (a checkpoint written between epochs)."""
+    if "extra.partial_epoch" not in arrays:
+        return None
+    p = arrays["extra.partial_epoch"]
+    if p.shape != (6,) or p.dtype != np.float64 or not np.isfinite(p).all() or (p[:4] < 0).any() \
+            or (p[:4] != np.round(p[:4])).any() or p[0] < 1:
+        raise _Bad(f"entry 'extra.partial_epoch' must be 6 finite float64 numbers (batches >= 1, samples, steps, "
+                   f"skipped: whole and >= 0; loss sum, correct count), got {p.tolist()!r}")
+    return [float(v) for v in p]
+
+
 def _rng_state(arrays):
     state = _json(arrays, "extra.rng_state", dict)
     bit_generator = type(np.random.default_rng().bit_generator)()
@@ -180,7 +204,8 @@ def read_checkpoint(path):
     """Read and verify a checkpoint; return (arrays, fields) with fields decoded.
 
     fields: epoch, step, optimizer, state, rng_state, split_seed, history,
-    best_theta, best and metadata (a dict; ``{}`` for checkpoints written
+    best_theta, best, partial (None, or the 6 numbers of a mid-epoch
+    checkpoint) and metadata (a dict; ``{}`` for checkpoints written
     without it).  Raises ValueError, naming the file, for a model file that is
     not a checkpoint, or one whose entries are missing or malformed (see the
     module docstring for what each must be).
@@ -203,7 +228,7 @@ def read_checkpoint(path):
         if not optimizer:
             raise _Bad("entry 'extra.optimizer' must be an optimizer name, got ''")
         state = arrays["extra.optimizer_state"]
-        if state.ndim != 2 or state.shape[0] < 1 or state.shape[1] != n or state.dtype != dtype:
+        if state.ndim != 2 or state.shape[1] != n or state.dtype != dtype:
             raise _Bad(f"entry 'extra.optimizer_state' must be 2-D with {n} columns (one per parameter) and "
                        f"dtype {dtype}, got shape {state.shape} and dtype {state.dtype}")
         if np.isnan(state).any():
@@ -221,6 +246,7 @@ def read_checkpoint(path):
             "history": _history(_json(arrays, "extra.history", dict), epoch),
             "best_theta": best_theta,
             "best": _best(arrays, epoch),
+            "partial": _partial_epoch(arrays),
             "metadata": _json(arrays, "extra.metadata", dict) if "extra.metadata" in arrays else {},
         }
     except _Bad as exc:
