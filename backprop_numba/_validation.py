@@ -5,6 +5,7 @@ Messages follow one pattern, ``<param> must be <expected>, got <actual>.``;
 Kernels are only ever called with what these functions return.
 """
 
+import collections.abc
 import numbers
 import operator
 import os
@@ -46,11 +47,21 @@ def check_int(name, value, minimum=None):
     return value
 
 
+def _to_float(name, value):
+    """float(value), or a ValueError naming the parameter for an integer beyond the float range."""
+    try:
+        return float(value)
+    except OverflowError:  # float(10**400)
+        digits = len(str(abs(int(value))))
+        raise ValueError(f"{name} must be a finite number within the float range (about 1.8e308), "
+                         f"got an integer of {digits} digits.") from None
+
+
 def check_float(name, value, low=None, high=None, low_open=False, high_open=False):
     """Return value as a finite Python float within the given bounds."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_describe(value)}.")
-    value = float(value)
+    value = _to_float(name, value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}.")
     if low is not None and (value < low or (low_open and value == low)):
@@ -166,10 +177,70 @@ def check_dtype(dtype):
     raise ValueError(f"dtype must be float32 or float64, got {dt}.")
 
 
-def check_layer_sizes(sizes):
-    """Return layer sizes as a list of ints: at least 2 layers, each >= 1."""
+def _available_memory():
+    """Bytes this process can still allocate, as far as the system says; None when it does not say.
+
+    The smallest of MemAvailable (/proc/meminfo; os.sysconf's available pages
+    elsewhere) and the room left under a cgroup memory limit (containers).
+    """
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+            if limit != "max" and int(limit) < 2**60:  # cgroup v1 writes a huge number for "no limit"
+                found.append(max(int(limit) - usage, 0))
+        except (OSError, ValueError):
+            pass
+    return min(found) if found else None
+
+
+def _bytes(n):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+# Networks below this many bytes of parameters are never checked against the available memory.
+_MEMORY_CHECK_FROM = 1 << 24
+
+
+def check_layer_sizes(sizes, itemsize=4):
+    """Return layer sizes as a list of ints: at least 2 layers, each >= 1, parameters that fit in memory.
+
+    sizes must be an ordered sequence (list, tuple, range, 1-D array); a set
+    or a mapping has no order to read layers from.  The parameters
+    (``itemsize`` bytes each: 4 for float32, the least any network needs) are
+    compared with the memory available now, before anything is allocated.
+    """
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
         raise TypeError(f"layer_sizes must be a sequence of integers, got {_describe(sizes)}.")
+    if isinstance(sizes, (collections.abc.Set, collections.abc.Mapping)):
+        raise TypeError(f"layer_sizes must be an ordered sequence of integers (list, tuple or 1-D array), got a "
+                        f"{type(sizes).__name__} {_describe(sizes)}, which has no defined order.")
+    if isinstance(sizes, np.ndarray) and sizes.ndim != 1:
+        if sizes.ndim == 0:
+            raise TypeError(f"layer_sizes must be a sequence of integers (list, tuple or 1-D array, e.g. "
+                            f"[3, 4, 1]), got a 0-d array {_describe(sizes)}.")
+        raise ValueError(f"layer_sizes must be a 1-D sequence of integers, got an array of shape {sizes.shape}.")
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes must have at least 2 layers (input and output), got {sizes}.")
@@ -183,22 +254,113 @@ def check_layer_sizes(sizes):
     n_params = sum(out[l] * out[l - 1] + out[l] for l in range(1, len(out)))
     if n_params > MAX_PARAMETERS:
         raise ValueError(f"layer_sizes must describe at most 2**40 parameters, got {out} ({n_params} parameters).")
+    need = n_params * itemsize
+    if need >= _MEMORY_CHECK_FROM:
+        available = _available_memory()
+        if available is not None and need > available:
+            raise ValueError(f"layer_sizes must describe a network whose parameters fit in memory, got {out}: "
+                             f"{n_params:,} parameters need at least {_bytes(need)} ({itemsize} bytes each), "
+                             f"and {_bytes(available)} is available.")
     return out
+
+
+def _library(X):
+    """The top-level package that defined type(X) ('torch', 'scipy', 'pandas', ...)."""
+    return (type(X).__module__ or "").split(".")[0]
+
+
+def _foreign_array(name, X):
+    """X converted from another library's container, or a TypeError/ValueError saying how to convert it.
+
+    Recognised by the module of the type, so torch, scipy and pandas are never imported here.
+    """
+    lib = _library(X)
+    if lib == "torch":
+        if getattr(X, "requires_grad", False):
+            raise TypeError(f"{name} must be an array of numbers, got a torch tensor with requires_grad=True "
+                            f"(shape {tuple(X.shape)}): pass {name}.detach().cpu().numpy().")
+        try:
+            return np.asarray(X)
+        except (TypeError, RuntimeError, ValueError) as exc:  # a GPU tensor, ...
+            raise TypeError(f"{name} must be an array of numbers, got a torch tensor NumPy cannot read "
+                            f"({exc}): pass {name}.detach().cpu().numpy().") from None
+    if lib == "scipy" and hasattr(X, "toarray"):
+        raise TypeError(f"{name} must be a dense array, got a scipy.sparse {type(X).__name__} of shape "
+                        f"{getattr(X, 'shape', '?')}: convert it with {name}.toarray() (networks here take "
+                        "dense input).")
+    if lib == "pandas" and hasattr(X, "isna"):
+        arr = np.asarray(X)
+        if arr.dtype != object:
+            return arr
+        if bool(np.asarray(X.isna()).any()):
+            raise ValueError(f"{name} must hold numbers only, got a pandas {type(X).__name__} with missing "
+                             f"values (pd.NA/None): drop or fill them first, e.g. {name}.dropna() or "
+                             f"{name}.fillna(0), then pass {name}.to_numpy(dtype=float).")
+        dtypes = X.dtypes if hasattr(X.dtypes, "__iter__") else [X.dtypes]
+        if all(getattr(dt, "kind", "O") in "iuf" for dt in dtypes):  # nullable Int64/Float64 columns
+            return X.to_numpy(dtype=np.float64)
+        raise TypeError(f"{name} must hold real numbers (float or int), got a pandas {type(X).__name__} with "
+                        f"column dtypes {sorted({str(dt) for dt in dtypes})}: convert it with "
+                        f"{name}.to_numpy(dtype=float) after encoding non-numeric columns.")
+    return None
 
 
 def _as_numeric(name, X):
     """X as a NumPy array of a real numeric kind, or a TypeError."""
     if isinstance(X, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string.")
-    try:
-        arr = np.asarray(X)
-    except (ValueError, TypeError, OverflowError) as exc:  # ragged nested sequences
-        raise ValueError(f"{name} must be a rectangular numeric array, got {type(X).__name__} ({exc}).") from None
+    if isinstance(X, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(X))
+        raise TypeError(f"{name} must be a plain array, got a numpy masked array ({masked} masked values): the "
+                        f"values under its mask would be used as they are. Pass {name}.filled(value), or drop "
+                        f"the masked rows first (e.g. {name}[~np.ma.getmaskarray({name}).any(axis=1)].data).")
+    arr = _foreign_array(name, X) if _library(X) in ("torch", "scipy", "pandas") else None
+    if arr is None:
+        try:
+            arr = np.asarray(X)
+        except (ValueError, TypeError, OverflowError) as exc:  # ragged nested sequences
+            raise ValueError(f"{name} must be a rectangular numeric array, got {type(X).__name__} ({exc}).") from None
+    if arr.dtype == object and not isinstance(X, np.ndarray) and arr.size and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in arr.flat):
+        # Lists of Python ints beyond int64 (10**20, 10**400): as floats if they fit, else a ValueError.
+        # (An explicit object ndarray stays refused below, whatever it holds.)
+        try:
+            arr = arr.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} must hold numbers within the float range (about 1.8e308), got an "
+                             "integer too large for a float.") from None
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}.")
     if arr.dtype.kind == "b":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype bool.")
     return arr
+
+
+def check_output_path(name, path):
+    """Return path (a str) if a file can be written there; for use before long work starts.
+
+    The same rules as ``io.save_arrays``, checked without writing anything: a
+    symbolic link counts as its target; an existing directory or a path ending
+    in ``/`` raises ValueError, a missing folder FileNotFoundError, a folder or
+    an existing file that the caller may not write PermissionError (root may
+    write anything, as with ``open``).
+    """
+    path = check_path(name, path)
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise ValueError(f"{name} must be a file path, got {path!r}, which names a folder (it ends with {path[-1]!r}).")
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise ValueError(f"{name} must be a file path, got a directory: {path}.")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ValueError(f"{name} must be a regular file (or a new one), got {path}, which is neither.")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{name} must be in an existing folder, got {path} (folder {folder} does not exist).")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise PermissionError(f"{name} must be a writable file, got {path}, which is read-only.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name} must be in a writable folder, got {path} (folder {folder} is not writable).")
+    return path
 
 
 def _kernel_array(arr, dtype):

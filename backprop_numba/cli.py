@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from . import __version__, datasets, io, losses, optimizers, schedules
+from ._validation import check_output_path
 from .mlp import MLP, DivergenceError
 
 # Entries the command line adds to a model file (io.py keeps every ``extra.*``
@@ -170,6 +171,15 @@ def build_parser():
     return parser
 
 
+def _toml_kind(action):
+    """What a TOML value for this option must be, in words."""
+    if action.type in (_positive_int, _nonneg_int):
+        return "an integer"
+    if action.type is not None:
+        return "a number"
+    return "a string"
+
+
 def _config_defaults(train, path):
     """Set train's defaults from a TOML file; unknown keys are refused."""
     try:
@@ -196,11 +206,19 @@ def _config_defaults(train, path):
             raise UsageError(f"{path}: unknown option {key!r}; options are the long names of "
                              "`backprop-numba train --help` (e.g. epochs, batch-size, layers)")
         action = dests[dest]
+        flag = isinstance(action, argparse.BooleanOptionalAction) or action.const is True
         try:
             if dest == "layers":
                 value = _layers(value)
+            elif isinstance(value, bool) and not flag:
+                raise argparse.ArgumentTypeError(f"must be {_toml_kind(action)}, got {value!r}")
+            elif action.type in (_positive_int, _nonneg_int) and isinstance(value, float):
+                # TOML has integers: 3.9 is not silently truncated to 3 (the command line refuses it too)
+                raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}")
             elif action.type is not None and not isinstance(value, bool):
                 value = action.type(value)
+            elif action.type is None and not flag and action.nargs is None and not isinstance(value, str):
+                raise argparse.ArgumentTypeError(f"must be a string, got {value!r}")
             if action.choices is not None and value not in action.choices:
                 raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
             if isinstance(action, argparse.BooleanOptionalAction) or action.const is True:
@@ -290,12 +308,24 @@ class Model:
             self.run = {}
 
     def features(self, data, source):
-        """data.X in the model's feature order, checked against the model's input size."""
+        """data.X in the model's feature order, checked against the model's input size.
+
+        When both the model and the data name their features from a CSV header,
+        columns are matched by name (any order; extra columns are ignored; a
+        missing one is an error naming it).  Otherwise (.npz files, named
+        datasets, plain ``MLP.save`` models) they are taken in order.
+        """
         X = data.X
         n_in = self.net.layer_sizes[0]
         names = list(data.feature_names)
-        if self.feature_names and names != self.feature_names and set(self.feature_names) <= set(names):
-            X = X[:, [names.index(n) for n in self.feature_names]]
+        trained_on_csv = str(self.run.get("data") or "").endswith((".csv", ".txt"))
+        if self.feature_names and trained_on_csv and getattr(data, "named_features", False):
+            missing = [n for n in self.feature_names if n not in names]
+            if missing:
+                raise ValueError(f"{source} must have the model's feature columns (matched by name), but it lacks "
+                                 f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; its columns are {names[:20]}")
+            if names != self.feature_names:
+                X = X[:, [names.index(n) for n in self.feature_names]]
         if X.shape[1] != n_in:
             raise ValueError(f"{source} has {X.shape[1]} features but the model expects {n_in}"
                              + (f" ({', '.join(self.feature_names[:5])}, ...)" if self.feature_names else ""))
@@ -383,6 +413,23 @@ def _plot(history, path, title):
 
 # -- commands ---------------------------------------------------------------------
 
+def _check_out_dir(out, checkpoint=False):
+    """Refuse an output folder train could not write into, before anything is trained."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out must be a folder (train writes model.npz, metrics.json and loss.png into it), "
+                         f"got {out!r}, which is an existing file")
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):  # the folder train would create under
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out must be a folder that can be created, got {out!r}, but {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out must be a writable folder, got {out!r} ({existing} is not writable)")
+    if os.path.isdir(out):
+        for name in ("model.npz", "metrics.json", "loss.png") + (("checkpoint.npz",) if checkpoint else ()):
+            check_output_path("--out", os.path.join(out, name))
+
+
 def cmd_train(args):
     data = _load_data(args)
     if args.layers is None:
@@ -411,6 +458,7 @@ def cmd_train(args):
                   "cosine": {"eta_min": args.eta_min}}.get(args.schedule, {})
     schedule = schedules.get_schedule(args.schedule, **sched_opts)
     out = args.out or os.path.join("runs", args.dataset or os.path.splitext(os.path.basename(args.data))[0])
+    _check_out_dir(out, checkpoint=bool(args.checkpoint_every))
 
     # Splits: test (stratified, seeded), then validation from the rest.
     train_idx, test_idx = _splits(data, args.test_fraction, args.seed)

@@ -357,7 +357,7 @@ class MLP:
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
             weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
             early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,
-            resume_from=None, callbacks=None, sample_weight=None):
+            resume_from=None, callbacks=None, sample_weight=None, checkpoint_metadata=None):
         # The docstring is training.FIT_DOC (set below the class), beside the table of fit's options.
         options = dict(locals())
         for key in ("self", "X", "Y"):

@@ -98,6 +98,9 @@ resume_from : path of a checkpoint written by an earlier ``fit``;
     state, step counter, random state and history.  With the same data
     and options, the result is bit-identical to an uninterrupted run.
     ``epochs`` may not be below the checkpoint's epoch.
+checkpoint_metadata : JSON-serialisable dict, optional; stored in each
+    checkpoint as ``extra.metadata`` (``checkpoint.read_checkpoint``
+    returns it), e.g. the options of the run that wrote it.
 callbacks : sequence of objects with any of ``on_train_begin(net)``,
     ``on_epoch_end(epoch, logs)`` (return True to stop after that
     epoch; ``logs`` holds the epoch's latest history values) and
@@ -154,6 +157,7 @@ FIT_PARAMS = {
     "validation_fraction": dict(kind="real", low=0.0, high=1.0, low_open=True, high_open=True, allow_none=True),
     "seed": dict(kind="int", minimum=0, allow_none=True),
 }
+# (checkpoint_metadata, a JSON-serialisable dict, is checked by checkpoint.py when written.)
 # Every optimizer hyper-parameter fit takes as a keyword, with its constraint.
 OPTIMIZER_PARAMS = {k: spec for cls in optimizers.CLASSES.values() for k, spec in cls.PARAMS.items()}
 
@@ -683,9 +687,10 @@ class Trainer:
         self.split_seed = fields["split_seed"]
         fields["theta"] = arrays["theta"]
         if fields.get("partial") is not None:
-            batches, samples, steps, skipped, loss_sum, correct = fields["partial"]
-            fields["partial"] = EpochResult(loss_sum=loss_sum, correct=correct, samples=int(samples),
-                                            steps=int(steps), skipped=int(skipped), batches=int(batches))
+            batches, samples, steps, skipped, loss_sum, correct, weight_sum = fields["partial"]
+            fields["partial"] = EpochResult(loss_sum=loss_sum, correct=correct, weight_sum=weight_sum,
+                                            samples=int(samples), steps=int(steps), skipped=int(skipped),
+                                            batches=int(batches))
         return fields
 
     def split(self):
@@ -748,7 +753,8 @@ class Trainer:
             rng.bit_generator.state = self.epoch_rng_state
         ckpt.save_checkpoint(path, self.net, epoch=epoch, step=ws.step, optimizer=self.optimizer.name,
                              state=ws.state, rng=rng, split_seed=self.split_seed, history=self.history,
-                             best_theta=self.early.best_theta, best=self.early.state(), partial=partial)
+                             best_theta=self.early.best_theta, best=self.early.state(), partial=partial,
+                             metadata=self.opts["checkpoint_metadata"])
 
     # -- the loop -----------------------------------------------------------
 
