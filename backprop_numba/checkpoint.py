@@ -17,6 +17,9 @@ key                        dtype        meaning
 ``extra.history``          str (JSON)   the history so far
 ``extra.best_theta``       dtype (P,)   early stopping: best parameters so far
 ``extra.best``             float64 (3,) early stopping: best val_loss, its epoch, epochs without improvement
+``extra.metadata``         str (JSON)   optional: the caller's description of the run
+                                        (``fit(checkpoint_metadata=...)``; the CLI
+                                        stores its options there)
 =========================  ===========  ============================================
 
 Resuming with ``MLP.fit(..., resume_from=path)`` and the same data and options
@@ -32,8 +35,12 @@ from . import io
 KIND = "checkpoint"
 
 
-def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, history, best_theta, best):
-    """The dict of arrays ``io.save_arrays`` writes for a checkpoint."""
+def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, history, best_theta, best,
+                      metadata=None):
+    """The dict of arrays ``io.save_arrays`` writes for a checkpoint.
+
+    metadata: a JSON-serialisable dict stored as ``extra.metadata`` (None: none).
+    """
     arrays = net._to_arrays()
     arrays.update({
         "extra.kind": np.array(KIND),
@@ -47,6 +54,8 @@ def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, hi
         "extra.best_theta": np.array(best_theta, copy=True),
         "extra.best": np.array(best, dtype=np.float64),
     })
+    if metadata is not None:
+        arrays["extra.metadata"] = np.array(json.dumps(metadata))
     return arrays
 
 
@@ -76,7 +85,10 @@ def read_checkpoint(path):
             "history": json.loads(str(arrays["extra.history"])),
             "best_theta": arrays["extra.best_theta"],
             "best": [float(v) for v in arrays["extra.best"]],
+            "metadata": json.loads(str(arrays["extra.metadata"])) if "extra.metadata" in arrays else {},
         }
+        if not isinstance(fields["metadata"], dict):
+            raise ValueError(f"extra.metadata must be a JSON object, got {type(fields['metadata']).__name__}")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} is a malformed checkpoint: {exc}") from None
     return arrays, fields

@@ -406,7 +406,7 @@ class MLP:
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
             weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
             early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,
-            resume_from=None):
+            resume_from=None, checkpoint_metadata=None):
         """Train by mini-batch gradient descent (seeds 002, 004); return the history.
 
         Each epoch runs as one compiled call (``_kernels._train_epoch``):
@@ -449,6 +449,8 @@ class MLP:
         checkpoint_every : int >= 1, optional; write a checkpoint to
             checkpoint_path every that many epochs (and after the last one).
         checkpoint_path : path of the checkpoint file (overwritten atomically)
+        checkpoint_metadata : JSON-serialisable dict, optional; stored in each
+            checkpoint as ``extra.metadata`` (``checkpoint.read_checkpoint``).
         resume_from : path of a checkpoint written by an earlier ``fit``;
             training continues from its epoch with its parameters, optimizer
             state, step counter, random state and history.  With the same data
@@ -573,7 +575,7 @@ class MLP:
         def save_checkpoint(epoch):
             ckpt.save_checkpoint(checkpoint_path, self, epoch=epoch, step=t, optimizer=optimizer, state=state,
                                  rng=rng, split_seed=split_seed, history=history, best_theta=best_theta,
-                                 best=(best_loss, best_epoch, wait))
+                                 best=(best_loss, best_epoch, wait), metadata=checkpoint_metadata)
 
         stopped = 0
         if early_stopping and wait >= patience:  # resumed from the checkpoint written when it stopped
