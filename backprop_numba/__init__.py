@@ -4,6 +4,12 @@ backpropagation, with a compute core of Numba loops that follow the derivation.
 Public names: ``MLP``, ``check_gradients``, ``DivergenceError``.
 """
 
+# First, before any @njit(cache=True) kernel is defined: make sure numba has a
+# writable place for its compile cache (see _cache.py).
+from ._cache import ensure_cache_location as _ensure_cache_location
+
+_ensure_cache_location()
+
 from .gradcheck import GradientCheck, check_gradients
 from .mlp import MLP, DivergenceError
 
