@@ -550,6 +550,24 @@ def _apply_checkpoint_options(args, explicit):
     return fields, saved, notes
 
 
+def _take_rows_in_place(X, rows, chunk=4096):
+    """X[rows] as the view X[:len(rows)], moving the rows to the front of X a chunk at a time.
+
+    For strictly increasing rows (rows[i] >= i), a chunk's source rows lie at or
+    after its destination and after every row written before it, so nothing is
+    read after being overwritten; the extra memory is one chunk, not a copy of X.
+    X must be the caller's own array (its other rows are lost).
+    """
+    rows = np.asarray(rows)
+    if len(rows) and (rows[0] < 0 or np.any(np.diff(rows) <= 0)):
+        return X[rows]  # not sorted: an ordinary copy
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        if part[0] != i or part[-1] != i + len(part) - 1:  # rows already in place need no copy
+            X[i:i + len(part)] = X[part]
+    return X[:len(rows)]
+
+
 def _column_stats(X, rows, chunk=8192):
     """Mean and standard deviation of X[rows] per column, in float64, a chunk of rows at a time (no full copy)."""
     n, total = len(rows), np.zeros(X.shape[1])
@@ -608,7 +626,7 @@ def cmd_train(args, explicit=frozenset()):
 
     # The data in the run's dtype from here on, each part copied once and scaled in place.
     n_features = data.n_features
-    X, y = np.asarray(data.X, dtype=dtype), data.y
+    X, y = np.ascontiguousarray(data.X, dtype=dtype), data.y  # C order: row blocks are contiguous
     data.X = None  # the loader's float64 copy goes once nothing else holds it
 
     # Preprocessing, fitted on the training part only.
@@ -636,19 +654,20 @@ def cmd_train(args, explicit=frozenset()):
         return Xs, (ys.reshape(len(ys), -1) - y_offset) / y_scale
 
     if data.X_test is not None:
-        X_test, y_test = np.array(data.X_test, dtype=dtype), data.y_test
+        X_test, y_test = np.ascontiguousarray(data.X_test, dtype=dtype), data.y_test  # ours: scaled in place
         data.X_test = None
     else:
         X_test, y_test = X[test_idx], y[test_idx]
     Xt, yt = prep(X_test, y_test)
     net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
               seed=args.seed, dtype=dtype.type)
-    Xf, yf = prep(X[fit_idx], y[fit_idx])
-    yf = _net_targets(net, yf, data.task)
     validation = None
     if len(val_idx):
         Xv, yv = prep(X[val_idx], y[val_idx])
         validation = (Xv, _net_targets(net, yv, data.task))
+    # The training rows move to the front of X, in order (no second copy of the largest part).
+    Xf, yf = prep(_take_rows_in_place(X, fit_idx), y[fit_idx])
+    yf = _net_targets(net, yf, data.task)
     del X  # from here on only the three parts are held
     checkpoint_path = os.path.join(out, "checkpoint.npz")
     if args.checkpoint_every:
