@@ -1,8 +1,11 @@
 """The ``backprop-numba`` command line: train, evaluate and predict.
 
-    backprop-numba train --dataset digits --layers 64,32,10 --optimizer adam --epochs 30 --out runs/digits
-    backprop-numba evaluate --model runs/digits/model.npz --dataset digits --split test
+    backprop-numba train --dataset digits --hidden 32 --optimizer adam --epochs 30 --out runs/digits
+    backprop-numba train --resume runs/digits/checkpoint.npz --epochs 50   # needs --checkpoint-every N
+    backprop-numba evaluate --model runs/digits/model.npz --dataset digits  # its held-out test split
     backprop-numba predict --model runs/digits/model.npz --data new.csv --out predictions.csv
+
+(also ``python -m backprop_numba ...``).
 
 ``train`` writes into its ``--out`` folder: ``model.npz`` (the network plus the
 preprocessing needed at predict time, see ``MODEL_EXTRAS``), ``metrics.json``
