@@ -20,8 +20,9 @@ import time
 
 import numpy as np
 
-#: Top-level kernels each job calls (their callees are compiled into them).
-FIT_KERNELS = ("_train_epoch", "_predict", "_loss_value")
+#: Top-level kernels each job calls (their callees are compiled into them).  Names that
+#: do not exist in ``_kernels`` are skipped (``_train_batches`` is the chunked epoch's name).
+FIT_KERNELS = ("_train_epoch", "_train_batches", "_predict", "_loss_value")
 PREDICT_KERNELS = ("_predict", "_loss_value")
 
 SECONDS_PER_DTYPE = 10  # a cold compile of the training kernels on a 2-core machine (README "Speed")

@@ -437,9 +437,9 @@ def _plot(history, path, title):
 # see ``_run_metadata``); ``train --resume`` takes them from it and refuses a
 # different value given on the command line or in --config.
 SHAPING = ("dataset", "data", "target", "task", "scale", "layers", "activation", "output_activation", "loss",
-           "optimizer", "learning_rate", "momentum", "beta1", "beta2", "eps", "weight_decay", "schedule",
-           "step_size", "gamma", "eta_min", "batch_size", "seed", "dtype", "test_fraction",
-           "validation_fraction", "early_stopping", "patience", "min_delta")
+           "optimizer", "learning_rate", "schedule", "step_size", "gamma", "eta_min", "batch_size", "seed",
+           "dtype", "test_fraction", "validation_fraction", "early_stopping", "patience", "min_delta") + \
+    tuple(sorted(set(optimizers.DEFAULTS) | {"weight_decay"}))  # every optimizer hyper-parameter option
 # Taken from the checkpoint when not given, but free to change.
 CARRIED = ("epochs", "checkpoint_every", "out")
 # Integer targets with more distinct values than this are not taken for classes
@@ -533,8 +533,11 @@ def _apply_checkpoint_options(args, explicit):
                 continue  # compared once the data fixes the input and output sizes (cmd_train)
             args.layers, args.hidden = saved["layers"], None
             continue
-        if dest in explicit and not _same(getattr(args, dest), saved[dest]):
-            conflict(_option(dest), getattr(args, dest), f"{_option(dest)} {_show(saved[dest])}")
+        recorded = saved[dest]
+        if recorded is None and dest in optimizers.DEFAULTS:  # an optimizer option left at its default
+            recorded = optimizers.DEFAULTS[dest]
+        if dest in explicit and not _same(getattr(args, dest), recorded):
+            conflict(_option(dest), getattr(args, dest), f"{_option(dest)} {_show(recorded)}")
         setattr(args, dest, saved[dest])
     for dest in ("checkpoint_every", "out"):
         if dest not in explicit and saved.get(dest) is not None:
