@@ -29,7 +29,8 @@ import numpy as np
 from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
-from ._validation import check_inputs, check_params, check_sample_weight, check_targets, check_theta
+from ._validation import (check_inputs, check_output_path, check_params, check_sample_weight, check_targets,
+                          check_theta)
 
 # A training loss this many times the first epoch's (still finite) gets a
 # RuntimeWarning: the run is diverging slowly, on its way to a DivergenceError.
@@ -922,6 +923,9 @@ def check_fit_options(net, opts):
     if opts["checkpoint_path"] is not None and opts["checkpoint_every"] is None:
         raise ValueError("checkpoint_every must be given with checkpoint_path (how many epochs between "
                          "checkpoints), got None.")
+    if opts["checkpoint_path"] is not None:  # a folder that is missing or read-only fails now, not after training
+        opts["checkpoint_path"] = check_output_path("checkpoint_path", opts["checkpoint_path"])
+        ckpt._metadata_json(opts.get("checkpoint_metadata"))
     if opts["validation_fraction"] is not None and opts["validation_data"] is not None:
         raise ValueError("validation_fraction must be None when validation_data is given, "
                          f"got {opts['validation_fraction']}.")
