@@ -17,8 +17,9 @@ key                        dtype        meaning
 ``extra.history``          str (JSON)   the history so far
 ``extra.best_theta``       dtype (P,)   early stopping: best parameters so far
 ``extra.best``             float64 (3,) early stopping: best val_loss, its epoch, epochs without improvement
-``extra.partial_epoch``    float64 (6,) optional: written in mid-epoch (Ctrl-C, SIGTERM): batches done,
-                                        samples, steps, skipped, loss sum, correct count of epoch+1
+``extra.partial_epoch``    float64 (7,) optional: written in mid-epoch (Ctrl-C, SIGTERM): batches done,
+                                        samples, steps, skipped, loss sum, correct count, weight sum
+                                        of epoch+1
 ``extra.metadata``         str (JSON)   optional: a dict of the caller's own (``{}`` when absent)
 =========================  ===========  ============================================
 
@@ -35,7 +36,7 @@ finite; ``best`` is three floats: the best validation loss (+inf before the
 first), its epoch and the epochs since it, both integers in ``[0, epoch]``
 and adding up to at most ``epoch``; ``optimizer_state`` is 2-D, of the
 network's dtype, with one column per parameter (one row per state vector:
-none for plain SGD), and holds no NaN; ``partial_epoch``, when present, is 6
+none for plain SGD), and holds no NaN; ``partial_epoch``, when present, is 7
 finite numbers, the first four whole, batches >= 1;
 ``rng_state`` is a state NumPy's default bit generator accepts;
 ``split_seed`` is an integer >= -1.
@@ -99,7 +100,8 @@ def checkpoint_arrays(net, *, epoch, step, optimizer, state, rng, split_seed, hi
     })
     if partial is not None:
         arrays["extra.partial_epoch"] = np.array([partial.batches, partial.samples, partial.steps, partial.skipped,
-                                                  partial.loss_sum, partial.correct], dtype=np.float64)
+                                                  partial.loss_sum, partial.correct, partial.weight_sum],
+                                                 dtype=np.float64)
     return arrays
 
 
@@ -178,14 +180,14 @@ def _best(arrays, epoch):
 
 
 def _partial_epoch(arrays):
-    """extra.partial_epoch as 6 floats, or None when absent (a checkpoint written between epochs)."""
+    """extra.partial_epoch as 7 floats, or None when absent (a checkpoint written between epochs)."""
     if "extra.partial_epoch" not in arrays:
         return None
     p = arrays["extra.partial_epoch"]
-    if p.shape != (6,) or p.dtype != np.float64 or not np.isfinite(p).all() or (p[:4] < 0).any() \
-            or (p[:4] != np.round(p[:4])).any() or p[0] < 1:
-        raise _Bad(f"entry 'extra.partial_epoch' must be 6 finite float64 numbers (batches >= 1, samples, steps, "
-                   f"skipped: whole and >= 0; loss sum, correct count), got {p.tolist()!r}")
+    if p.shape != (7,) or p.dtype != np.float64 or not np.isfinite(p).all() or (p[:4] < 0).any() \
+            or (p[:4] != np.round(p[:4])).any() or p[0] < 1 or p[6] < 0:
+        raise _Bad(f"entry 'extra.partial_epoch' must be 7 finite float64 numbers (batches >= 1, samples, steps, "
+                   f"skipped: whole and >= 0; loss sum, correct count, weight sum >= 0), got {p.tolist()!r}")
     return [float(v) for v in p]
 
 
@@ -204,7 +206,7 @@ def read_checkpoint(path):
     """Read and verify a checkpoint; return (arrays, fields) with fields decoded.
 
     fields: epoch, step, optimizer, state, rng_state, split_seed, history,
-    best_theta, best, partial (None, or the 6 numbers of a mid-epoch
+    best_theta, best, partial (None, or the 7 numbers of a mid-epoch
     checkpoint) and metadata (a dict; ``{}`` for checkpoints written
     without it).  Raises ValueError, naming the file, for a model file that is
     not a checkpoint, or one whose entries are missing or malformed (see the
