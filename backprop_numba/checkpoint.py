@@ -206,7 +206,7 @@ def read_checkpoint(path):
     """Read and verify a checkpoint; return (arrays, fields) with fields decoded.
 
     fields: epoch, step, optimizer, state, rng_state, split_seed, history,
-    best_theta, best, partial (None, or the 6 numbers of a mid-epoch
+    best_theta, best, partial (None, or the 7 numbers of a mid-epoch
     checkpoint) and metadata (a dict; ``{}`` for checkpoints written
     without it).  Raises ValueError, naming the file, for a model file that is
     not a checkpoint, or one whose entries are missing or malformed (see the

@@ -127,11 +127,11 @@ def _sealed_archive(path, arrays, extra_members=()):
 BOMB_CHILD = """
     import resource
     import numpy as np
-    def vm():
+    def status(key):
         for line in open("/proc/self/status"):
-            if line.startswith("VmSize:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
-    limit = vm() + 300 * 2**20  # a few hundred MB beyond what the interpreter and numpy hold already
+    limit = status("VmSize") + 300 * 2**20  # a few hundred MB beyond what the interpreter and numpy hold already
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         io.load_arrays(sys.argv[1])
@@ -141,7 +141,7 @@ BOMB_CHILD = """
         print("MemoryError:", exc)
     else:
         print("loaded")
-    print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print("peak", status("VmHWM") // 1024)  # not ru_maxrss: Linux carries it over from the parent across exec
 """
 
 
@@ -706,9 +706,13 @@ FORGERIES = [
     ("best-loss-without-epoch", {"extra.best": np.array([0.5, 0.0, 0.0])}, r"must hold a finite best val_loss"),
     ("state-shape", {"extra.optimizer_state": "narrow"}, r"entry 'extra.optimizer_state' must be 2-D with 34 "
                                                          r"columns .* got shape \(2, 33\)"),
-    ("partial-short", {"extra.partial_epoch": np.array([1.0, 8.0])}, r"entry 'extra.partial_epoch' must be 6 finite"),
-    ("partial-no-batch", {"extra.partial_epoch": np.zeros(6)}, r"'extra.partial_epoch' must be 6 finite .* got \[0.0"),
-    ("partial-fraction", {"extra.partial_epoch": np.array([1.0, 8.5, 1.0, 0.0, 2.0, 3.0])}, r"'extra.partial_epoch'"),
+    ("partial-short", {"extra.partial_epoch": np.array([1.0, 8.0])}, r"entry 'extra.partial_epoch' must be 7 finite"),
+    ("partial-old", {"extra.partial_epoch": np.array([1.0, 8.0, 1.0, 0.0, 2.0, 3.0])}, r"must be 7 finite"),
+    ("partial-no-batch", {"extra.partial_epoch": np.zeros(7)}, r"'extra.partial_epoch' must be 7 finite .* got \[0.0"),
+    ("partial-fraction", {"extra.partial_epoch": np.array([1.0, 8.5, 1.0, 0.0, 2.0, 3.0, 8.0])},
+     r"'extra.partial_epoch'"),
+    ("partial-weight", {"extra.partial_epoch": np.array([1.0, 8.0, 1.0, 0.0, 2.0, 3.0, -1.0])},
+     r"weight sum >= 0\), got \[1.0, 8.0, 1.0, 0.0, 2.0, 3.0, -1.0\]"),
     ("state-1d", {"extra.optimizer_state": "flat"}, r"'extra.optimizer_state' must be 2-D .* got shape \(68,\)"),
     ("state-dtype", {"extra.optimizer_state": "float32"}, r"'extra.optimizer_state' must be .* dtype float64, got "
                                                           r"shape \(2, 34\) and dtype float32"),
@@ -785,8 +789,8 @@ def test_genuine_checkpoints_read_back(checkpoint_file, tmp_path):
     _reseal(path, dict(arrays, **{"extra.optimizer_state": np.zeros((0, arrays["theta"].size))}))
     assert read_checkpoint(path)[1]["state"].shape == (0, arrays["theta"].size)
     # A mid-epoch checkpoint's record of the epoch in progress.
-    _reseal(path, dict(arrays, **{"extra.partial_epoch": np.array([2.0, 16.0, 2.0, 0.0, 1.5, 9.0])}))
-    assert read_checkpoint(path)[1]["partial"] == [2.0, 16.0, 2.0, 0.0, 1.5, 9.0]
+    _reseal(path, dict(arrays, **{"extra.partial_epoch": np.array([2.0, 16.0, 2.0, 0.0, 1.5, 9.0, 16.0])}))
+    assert read_checkpoint(path)[1]["partial"] == [2.0, 16.0, 2.0, 0.0, 1.5, 9.0, 16.0]
     assert read_checkpoint(checkpoint_file)[1]["partial"] is None
     # Without early stopping `best` stays (inf, 0, 0); older checkpoints have no metadata entry.
     plain = dict(arrays, **{"extra.best": np.array([np.inf, 0.0, 0.0])})
