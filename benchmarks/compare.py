@@ -131,18 +131,30 @@ sys.path.insert(1, HERE)
 
 import backprop_numba  # noqa: E402
 from backprop_numba import MLP  # noqa: E402
-from peers import JaxPeer, NumPyPeer, TorchPeer  # noqa: E402
+from peers import JaxPeer, NotApplicable, NumPyPeer, TorchPeer  # noqa: E402
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(backprop_numba.__file__))
+
+
+def _own(module):
+    """True if `module` comes from the package being measured.  An editable install of another checkout
+    (pip install -e) can otherwise supply a submodule this checkout lacks (its finder resolves missing
+    submodules in the installed tree): that would time another version's code."""
+    return os.path.dirname(os.path.abspath(module.__file__)) == PACKAGE_DIR
+
 
 try:  # the documented low-level entry, where this version of the package has it
-    from backprop_numba.training import Workspace
-except ImportError:
+    from backprop_numba import training as _training
+    Workspace = _training.Workspace if _own(_training) else None
+except (ImportError, AttributeError):
     Workspace = None
 try:
     from backprop_numba import loops as LOOPS
-    if not all(hasattr(LOOPS, f) for f in ("dense", "dense_transpose", "outer_sum")):
+    if not _own(LOOPS) or not all(hasattr(LOOPS, f) for f in ("dense", "dense_transpose", "outer_sum")):
         LOOPS = None
 except ImportError:
     LOOPS = None
+
 
 NETWORKS = [[4, 3, 2, 1], [784, 16, 10], [784, 128, 64, 10], [784, 512, 512, 10]]
 FULL = dict(
@@ -362,7 +374,15 @@ def blas_info():
         return [{"note": "threadpoolctl not installed"}]
     keys = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer", "num_threads",
             "filepath")
-    return [{k: d.get(k) for k in keys if d.get(k) is not None} for d in threadpoolctl.threadpool_info()]
+    out = []
+    for d in threadpoolctl.threadpool_info():
+        info = {k: d.get(k) for k in keys if d.get(k) is not None}
+        # whose library it is: the site-packages folder it was loaded from (numpy.libs, torch/lib, ...)
+        parts = os.path.normpath(d.get("filepath", "")).split(os.sep)
+        if "site-packages" in parts and parts.index("site-packages") + 1 < len(parts) - 1:
+            info["loaded_by"] = parts[parts.index("site-packages") + 1].split(".")[0]
+        out.append(info)
+    return out
 
 
 def _git_commit():
@@ -444,7 +464,12 @@ class Runner:
                             self.invalid.add((key, name))
                             print(f"  {name} {kind} {label(sizes)} B={B} {dname}: {msg}", flush=True)
                             continue
-                    sec, n = median_seconds(run, budget, self.cfg["max_repeats"])
+                    # a variant whose one call already exceeds the budget several times is not repeated 3 times
+                    sec, n = median_seconds(run, budget, self.cfg["max_repeats"],
+                                            min_repeats=1 if first > 5 * budget else 3)
+                except NotApplicable as exc:
+                    row["skipped"][name] = f"n/a: {exc}"
+                    continue
                 except Exception as exc:  # a variant failing must not lose the rest of the table
                     msg = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
                     row["skipped"][name] = msg
@@ -672,7 +697,7 @@ def run(args):
         notes[LIBRARY + " loops"] = "backprop_numba.loops not in this version: no per-loop table"
 
     peak = {"float64": matmul_peak(np.float64), "float32": matmul_peak(np.float32)}
-    print(f"NumPy matmul peak (1024^2, default threads): float64 {peak['float64'] / 1e9:.1f} GFLOP/s, "
+    print(f"NumPy matmul peak (1024^2, NumPy's threads as in this run): float64 {peak['float64'] / 1e9:.1f} GFLOP/s, "
           f"float32 {peak['float32'] / 1e9:.1f} GFLOP/s", flush=True)
     runner = Runner(args, cfg, peers)
     runner.peak = peak
@@ -717,6 +742,7 @@ def run(args):
     machine.update(numba_info())
     machine.update({"python": platform.python_version(), "numpy": np.__version__,
                     "backprop_numba": getattr(backprop_numba, "__version__", "?"), "commit": _git_commit(),
+                    "package_dir": PACKAGE_DIR,
                     "blas": blas_info(), "openblas_env": blas_env, "loadavg_start": load_start,
                     "loadavg_end": _load(), "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())})
     for mod in ("jax", "jaxlib", "torch", "threadpoolctl"):
@@ -792,7 +818,9 @@ def _table(rows, unit):
                 v = row["us_per_sample"][n] if unit == "us/sample" else row["seconds"][n] * 1e6
                 cells.append(_fmt_us(v))
             elif n in row["skipped"]:
-                cells.append("invalid" if row["skipped"][n].startswith("INVALID") else "failed")
+                why = row["skipped"][n]
+                cells.append("invalid" if why.startswith("INVALID") else "n/a" if why.startswith("n/a") else
+                             "failed")
             else:
                 cells.append("-")
         cells.append(row.get("best_peer_variant", "-"))
@@ -826,7 +854,7 @@ def _loops_lines(loops):
 def markdown(result):
     m = result["machine"]
     load = lambda x: ", ".join(f"{v:.2f}" for v in x) if x else "?"  # noqa: E731
-    blas = "; ".join(", ".join(f"{k} {d[k]}" for k in ("prefix", "internal_api", "version", "architecture", "num_threads",
+    blas = "; ".join(", ".join(f"{k} {d[k]}" for k in ("loaded_by", "internal_api", "version", "architecture", "num_threads",
                                                                  "threading_layer") if k in d) for d in m["blas"])
     vers = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy", "numba", "jax", "jaxlib", "torch", "threadpoolctl")
                      if k in m)
@@ -835,11 +863,11 @@ def markdown(result):
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores; CPU flags: {' '.join(m['flags']) or '?'}; "
         f"caches: {', '.join(f'{k} {v}' for k, v in m['caches'].items()) or '?'}.",
-        f"- {vers}; backprop_numba {m['backprop_numba']} (commit {m['commit']}).",
+        f"- {vers}; backprop_numba {m['backprop_numba']} (commit {m['commit']}, {m['package_dir']}).",
         f"- Numba: {m['numba_threads']} threads, threading layer {m['threading_layer']} "
         f"(requested: {m['threading_layer_requested']}); --threads {result['threads']}.",
         f"- BLAS (threadpoolctl): {blas}. {m['openblas_env']}.",
-        f"- NumPy matmul peak (1024x1024, default threads): float64 {result['peak_flops']['float64'] / 1e9:.1f} "
+        f"- NumPy matmul peak (1024x1024, NumPy's threads as in this run): float64 {result['peak_flops']['float64'] / 1e9:.1f} "
         f"GFLOP/s, float32 {result['peak_flops']['float32'] / 1e9:.1f} GFLOP/s.",
         f"- Load average at start {load(m['loadavg_start'])}, at end {load(m['loadavg_end'])}; {m['time_utc']} UTC; "
         f"run took {result['elapsed_s']:.0f} s.",
