@@ -1,7 +1,9 @@
 """backprop_numba: fully-connected networks trained and differentiated by
 backpropagation, with a compute core of Numba loops that follow the derivation.
 
-Public names: ``MLP``, ``check_gradients``, ``DivergenceError``.
+Public names: ``MLP``, ``check_gradients``, ``DivergenceError``; the optimizers
+are in ``backprop_numba.optimizers`` (``Adam(beta1=0.8)``), the training loop and
+its low-level ``Workspace`` in ``backprop_numba.training``.
 """
 
 from .gradcheck import GradientCheck, check_gradients

@@ -1,12 +1,18 @@
-"""The compiled core: every ``@njit`` function of backprop_numba lives here.
+"""The compiled core: the forward pass, the delta recursion, the gradients and the epoch.
+
+The element-wise maths that belongs to one activation, loss or optimizer lives
+beside its registry entry (``activations.py``, ``losses.py``,
+``optimizers.py``); everything that walks the network lives here.  The
+derivation notes 000-004 (the notes this library implements) are cited by
+equation above each loop.
 
 Conventions (stated once, used everywhere)
 ------------------------------------------
 - Layers are numbered ``l = 0..L``; ``a[0] = x`` is the input and ``l = 1..L``
-  carry weights.  (The column notes, seeds 000/001/003, number the input 1;
-  the row notes, seeds 002/004, number it 0, as here.)
-- ``W[l]`` has shape ``(n[l], n[l-1])`` (column convention, seeds 000/001/003):
-  ``z[l]_j = b[l]_j + sum_k W[l]_jk a[l-1]_k``.  The row convention of seeds
+  carry weights.  (Notes 000/001/003, written with columns, number the input
+  1; notes 002/004, written with rows, number it 0, as here.)
+- ``W[l]`` has shape ``(n[l], n[l-1])`` (column convention, notes 000/001/003):
+  ``z[l]_j = b[l]_j + sum_k W[l]_jk a[l-1]_k``.  The row convention of notes
   002/004 is ``W_row = W.T``, converted at the Python boundary only.
 - All parameters live in one flat vector ``theta``.  ``arch`` is an int64
   array of shape ``(5, L+1)`` describing the network:
@@ -31,9 +37,9 @@ and a non-finite loss or gradient is reported through a status code.
 import numpy as np
 from numba import njit
 
-from .activations import RELU, SIGMOID, SOFTMAX, TANH
-from .losses import BCE, CROSS_ENTROPY, HALF_SSE, SSE
-from .optimizers import ADAM, MOMENTUM, NESTEROV, SGD
+from .activations import _activate, _backprop_activation
+from .losses import _loss_sum, _output_delta
+from .optimizers import WEIGHT_DECAY, _step
 
 # No "nnan"/"ninf": the finiteness checks below must survive, and no "afn":
 # approximate exp/log would move results beyond rounding.
@@ -47,9 +53,13 @@ OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 # needed every caller compiled with parallel=True to dodge a numba cache bug
 # (#8578/#4807) and made libgomp unusable after fork.  The blocked loops below
 # are written so a later prange over unit slices stays a one-line change.
-# Units per register tile: the blocked loops below compute TILE outputs for
-# TILE samples at once, so every value loaded from W or a is used TILE times.
+# The register tiles below compute 4 outputs for 4 samples at once, so every
+# value loaded from W or a is used 4 times.  TILE names that shape; it is not a
+# tuning knob: the tiles are unrolled by hand (16 named sums), so any other
+# value would make them wrong, and the import refuses it.
 TILE = 4
+if TILE != 4:  # pragma: no cover - guards an edit of the line above
+    raise ImportError("backprop_numba._kernels.TILE must be 4: the register tiles are unrolled by hand for 4x4.")
 # Cache blocking: the forward pass takes SAMPLE_BLOCK samples at a time (their
 # inputs stay in L2 while every row of W passes over them); the delta recursion
 # and dC/dW take K_BLOCK inputs k at a time (that slice of W or of a[l-1]
@@ -98,84 +108,6 @@ def _rows(buf, arch, l, B):
 
 
 # --------------------------------------------------------------------------
-# Activations g and their derivatives (activations.py has the table)
-# --------------------------------------------------------------------------
-
-@njit(**OPTS)
-def _sigmoid(z):
-    """Logistic 1/(1 + e^{-z}); exp is only taken of -|z|, so it never overflows."""
-    if z >= 0.0:
-        return 1.0 / (1.0 + np.exp(-z))
-    e = np.exp(z)
-    return e / (1.0 + e)
-
-
-@njit(**OPTS)
-def _g(code, z):
-    if code == SIGMOID:
-        return _sigmoid(z)
-    if code == TANH:
-        return np.tanh(z)
-    if code == RELU:
-        return z if z > 0.0 else 0.0 * z
-    return z  # IDENTITY
-
-
-@njit(**OPTS)
-def _g_prime(code, a):
-    """g'(z) written with the cached output a = g(z) (for relu, a > 0 iff z > 0)."""
-    if code == SIGMOID:
-        return a * (1.0 - a)
-    if code == TANH:
-        return 1.0 - a * a
-    if code == RELU:
-        return 1.0 if a > 0.0 else 0.0
-    return 1.0  # IDENTITY
-
-
-@njit(**OPTS)
-def _activate(code, z, a):
-    """a = g(z) row by row; softmax shifts by the row maximum so exp never overflows."""
-    B, m = z.shape
-    if code == SOFTMAX:
-        for s in range(B):
-            zmax = z[s, 0]
-            for j in range(1, m):
-                if z[s, j] > zmax:
-                    zmax = z[s, j]
-            total = 0.0
-            for j in range(m):
-                e = np.exp(z[s, j] - zmax)
-                a[s, j] = e
-                total += e
-            for j in range(m):
-                a[s, j] = a[s, j] / total
-    else:
-        for s in range(B):
-            for j in range(m):
-                a[s, j] = _g(code, z[s, j])
-
-
-@njit(**OPTS)
-def _backprop_activation(code, a, grad_a, delta):
-    """delta = dC/dz from grad_a = dC/da through a = g(z); delta may alias grad_a."""
-    B, m = a.shape
-    if code == SOFTMAX:
-        # Softmax Jacobian a_j (delta_jk - a_k): delta_j = a_j (grad_j - sum_k grad_k a_k)
-        for s in range(B):
-            dot = 0.0
-            for k in range(m):
-                dot += grad_a[s, k] * a[s, k]
-            for j in range(m):
-                delta[s, j] = a[s, j] * (grad_a[s, j] - dot)
-    else:
-        # Hadamard product with g'(z) (seed 002 eq. 1 and 2, seed 004 "o")
-        for s in range(B):
-            for j in range(m):
-                delta[s, j] = grad_a[s, j] * _g_prime(code, a[s, j])
-
-
-# --------------------------------------------------------------------------
 # Forward pass
 # --------------------------------------------------------------------------
 
@@ -207,7 +139,7 @@ def _dense_block(W, b, a_prev, z, j0, j1, s0, s1, zero):
             x0, x1, x2, x3 = a_prev[s], a_prev[s + 1], a_prev[s + 2], a_prev[s + 3]
             c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
             c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
-            # seed 001: sum_k W_jk a_k, for 4 units (first index) x 4 samples (second)
+            # note 001: sum_k W_jk a_k, for 4 units (first index) x 4 samples (second)
             for k in range(n_in):
                 u0, u1, u2, u3 = w0[k], w1[k], w2[k], w3[k]
                 v0, v1, v2, v3 = x0[k], x1[k], x2[k], x3[k]
@@ -258,13 +190,26 @@ def _dense_block(W, b, a_prev, z, j0, j1, s0, s1, zero):
         j += 1
 
 
+# The next function is equivalent to _dense_units(W, b, a_prev, z, 0, n_out)
+# and left for reference: the one-loop form of the equation (tests compare them).
+@njit(**OPTS)
+def _dense_reference(W, b, a_prev, z):
+    """z[s, j] = b[j] + sum_k W[j, k] a_prev[s, k], one multiply-add at a time."""
+    for s in range(a_prev.shape[0]):
+        for j in range(W.shape[0]):
+            acc = b[j]
+            for k in range(W.shape[1]):
+                acc += W[j, k] * a_prev[s, k]
+            z[s, j] = acc
+
+
 @njit(**OPTS)
 def _forward(theta, arch, a_buf, z_buf, B):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
     .. math:: z^{[l]} = W^{[l]} a^{[l-1]} + b^{[l]},\\quad a^{[l]} = g_l(z^{[l]})
 
-    (seeds 000/001 "Forward pass", seed 003 eqs. 15-18), keeping every z and a.
+    (notes 000/001 "Forward pass", note 003 eqs. 15-18), keeping every z and a.
     """
     L = arch.shape[1] - 1
     for l in range(1, L + 1):
@@ -272,7 +217,7 @@ def _forward(theta, arch, a_buf, z_buf, B):
         b = _b(theta, arch, l)
         a_prev = _rows(a_buf, arch, l - 1, B)
         z = _rows(z_buf, arch, l, B)
-        # seed 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
+        # note 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
         _dense_units(W, b, a_prev, z, 0, W.shape[0])
         # a[l] = g_l(z[l])
         _activate(arch[ACT, l], z, _rows(a_buf, arch, l, B))
@@ -312,84 +257,6 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk):
         for s in range(B):
             for j in range(a_L.shape[1]):
                 out[start + s, j] = a_L[s, j]
-
-
-# --------------------------------------------------------------------------
-# Losses (losses.py has the table)
-# --------------------------------------------------------------------------
-
-@njit(**OPTS)
-def _softplus(z):
-    """log(1 + e^z) without overflow."""
-    return max(z, 0.0) + np.log1p(np.exp(-abs(z)))
-
-
-@njit(**OPTS)
-def _loss_sum(loss, a, z, y):
-    """Sum over the B samples of the per-sample loss C(a[L], y).
-
-    bce and cross_entropy are evaluated from z, not a: log(sigmoid(z)) =
-    -softplus(-z) and log(softmax(z)_j) = z_j - logsumexp(z) stay finite where
-    a has rounded to exactly 0 or 1.
-    """
-    B, m = a.shape
-    total = 0.0
-    if loss == CROSS_ENTROPY:
-        for s in range(B):
-            zmax = z[s, 0]
-            for j in range(1, m):
-                if z[s, j] > zmax:
-                    zmax = z[s, j]
-            e = 0.0
-            for j in range(m):
-                e += np.exp(z[s, j] - zmax)
-            lse = zmax + np.log(e)
-            for j in range(m):
-                if y[s, j] != 0.0:
-                    total += y[s, j] * (lse - z[s, j])
-        return total
-    for s in range(B):
-        for j in range(m):
-            if loss == BCE:
-                # seed 004: -[(1-y) log(1-a) + y log a] = softplus(z) - y z
-                total += _softplus(z[s, j]) - y[s, j] * z[s, j]
-            else:
-                d = a[s, j] - y[s, j]
-                if loss == SSE:
-                    total += d * d
-                elif loss == HALF_SSE:
-                    total += 0.5 * d * d
-                else:  # MSE
-                    total += d * d / m
-    return total
-
-
-@njit(**OPTS)
-def _output_delta(loss, code, a, y, delta):
-    """delta[L] = dC/da[L] * g_L'(z[L]) (seed 002 eq. 1).
-
-    For sigmoid+bce and softmax+cross_entropy the chain collapses to a - y
-    (seed 004 "g[3z] = a - y"); the Python layer only allows bce with a sigmoid
-    output and cross_entropy with a softmax one, so those never divide by a(1-a).
-    """
-    B, m = a.shape
-    if loss == BCE or loss == CROSS_ENTROPY:
-        # seed 004: dC/dz[L] = a - y
-        for s in range(B):
-            for j in range(m):
-                delta[s, j] = a[s, j] - y[s, j]
-        return
-    # dC/da[L] (seed 003 eq. 4: 2(a - y); seed 004: a - y; mse: 2(a - y)/m)
-    if loss == SSE:
-        c = 2.0
-    elif loss == HALF_SSE:
-        c = 1.0
-    else:  # MSE
-        c = 2.0 / m
-    for s in range(B):
-        for j in range(m):
-            delta[s, j] = c * (a[s, j] - y[s, j])
-    _backprop_activation(code, a, delta, delta)
 
 
 # --------------------------------------------------------------------------
@@ -442,7 +309,7 @@ def _backprop_linear_block(W, delta, out, k0, k1):
                 d10, d11, d12, d13 = delta[s + 1, j], delta[s + 1, j + 1], delta[s + 1, j + 2], delta[s + 1, j + 3]
                 d20, d21, d22, d23 = delta[s + 2, j], delta[s + 2, j + 1], delta[s + 2, j + 2], delta[s + 2, j + 3]
                 d30, d31, d32, d33 = delta[s + 3, j], delta[s + 3, j + 1], delta[s + 3, j + 2], delta[s + 3, j + 3]
-                # seed 002 eq. 2: sum_j W_jk delta_j, 4 units j at a time, for 4 samples
+                # note 002 eq. 2: sum_j W_jk delta_j, 4 units j at a time, for 4 samples
                 for k in range(ku0, ku1):
                     u0, u1, u2, u3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
                     out[s, k] += d00 * u0 + d01 * u1 + d02 * u2 + d03 * u3
@@ -476,18 +343,31 @@ def _backprop_linear_block(W, delta, out, k0, k1):
         s += m
 
 
+# The next function is equivalent to _backprop_linear(W, delta, out) and left
+# for reference: the one-loop form of the equation (tests compare them).
+@njit(**OPTS)
+def _backprop_linear_reference(W, delta, out):
+    """out[s, k] = sum_j W[j, k] delta[s, j], one multiply-add at a time."""
+    for s in range(delta.shape[0]):
+        for k in range(W.shape[1]):
+            acc = 0.0
+            for j in range(W.shape[0]):
+                acc += W[j, k] * delta[s, j]
+            out[s, k] = acc
+
+
 @njit(**OPTS)
 def _backward(theta, arch, a_buf, d_buf, B):
     """The delta recursion, from delta[L] (already in d_buf) down to delta[1].
 
     .. math:: \\delta^{[l-1]} = (W^{[l]\\,T} \\delta^{[l]}) \\circ g_{l-1}'(z^{[l-1]})
 
-    (seed 002 eq. 2, seed 000, seed 004 "g[2a] = g[3z] W[3]^T, g[2z] = g'(z[2]) o g[2a]").
+    (note 002 eq. 2, note 000, note 004 "g[2a] = g[3z] W[3]^T, g[2z] = g'(z[2]) o g[2a]").
     """
     L = arch.shape[1] - 1
     for l in range(L, 1, -1):
         delta_prev = _rows(d_buf, arch, l - 1, B)
-        # seed 002 eq. 2: delta[l-1] = (W[l]^T delta[l]) * g'_{l-1}(z[l-1])
+        # note 002 eq. 2: delta[l-1] = (W[l]^T delta[l]) * g'_{l-1}(z[l-1])
         _backprop_linear(_W(theta, arch, l), _rows(d_buf, arch, l, B), delta_prev)
         _backprop_activation(arch[ACT, l - 1], _rows(a_buf, arch, l - 1, B), delta_prev, delta_prev)
 
@@ -531,7 +411,7 @@ def _outer_sum_block(delta, a_prev, scale, dW, j0, j1, k0, k1):
                                       delta[s + 2, j + 2] * scale, delta[s + 3, j + 2] * scale)
                 d30, d31, d32, d33 = (delta[s, j + 3] * scale, delta[s + 1, j + 3] * scale,
                                       delta[s + 2, j + 3] * scale, delta[s + 3, j + 3] * scale)
-                # seed 002 eq. 3: dW_jk += delta_sj a_sk, 4 samples s at a time, for 4 units j
+                # note 002 eq. 3: dW_jk += delta_sj a_sk, 4 samples s at a time, for 4 units j
                 for k in range(ku0, ku1):
                     v0, v1, v2, v3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
                     dW[j, k] += d00 * v0 + d01 * v1 + d02 * v2 + d03 * v3
@@ -591,7 +471,7 @@ def _outer_sum_dot_units(delta_T, a_T, dW, j0, j1):
                     x0, x1, x2, x3 = a_T[k], a_T[k + 1], a_T[k + 2], a_T[k + 3]
                     c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
                     c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
-                    # seed 002 eq. 3: sum_s delta_sj a_sk, 4 units j (first index) x 4 inputs k (second)
+                    # note 002 eq. 3: sum_s delta_sj a_sk, 4 units j (first index) x 4 inputs k (second)
                     for s in range(delta_T.shape[1]):
                         u0, u1, u2, u3 = g0[s], g1[s], g2[s], g3[s]
                         v0, v1, v2, v3 = x0[s], x1[s], x2[s], x3[s]
@@ -639,6 +519,20 @@ def _outer_sum_dot_units(delta_T, a_T, dW, j0, j1):
                 j += 1
 
 
+# The next function is equivalent to _outer_sum_units(delta, a_prev, scale, dW,
+# 0, n_out) and to _outer_sum_dot_units on the transposes, and left for
+# reference: the one-loop form of the equation (tests compare them).
+@njit(**OPTS)
+def _outer_sum_reference(delta, a_prev, scale, dW):
+    """dW[j, k] = scale * sum_s delta[s, j] a_prev[s, k], one multiply-add at a time."""
+    for j in range(dW.shape[0]):
+        for k in range(dW.shape[1]):
+            acc = 0.0
+            for s in range(delta.shape[0]):
+                acc += delta[s, j] * a_prev[s, k]
+            dW[j, k] = scale * acc
+
+
 @njit(**OPTS)
 def _transpose_into(x, scale, buf, start):
     """buf[start:] viewed as x.T * scale, shape (n, B), C-contiguous; returns that view."""
@@ -654,10 +548,28 @@ def _transpose_into(x, scale, buf, start):
 
 
 @njit(**OPTS)
+def _outer_sum(delta, a_prev, scale, dW, scratch):
+    """dW = scale * delta^T a_prev, the sum over samples of the outer products delta[s] a_prev[s]^T.
+
+    Picks the faster of the two blocked forms; ``scratch`` holds at least
+    B * (n_in + n_out) values for the transposes of the dot-product form.
+    """
+    B = delta.shape[0]
+    n_out, n_in = dW.shape
+    if B >= DOT_MIN_BATCH and n_out >= DOT_MIN_UNITS:
+        # summed over s as dot products of the transposes (samples contiguous)
+        a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
+        delta_T = _transpose_into(delta, scale, scratch, n_in * B)
+        _outer_sum_dot_units(delta_T, a_T, dW, 0, n_out)
+    else:
+        _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
+
+
+@njit(**OPTS)
 def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
     """dC/dW[l] = delta[l] a[l-1]^T and dC/db[l] = delta[l], summed over the batch times scale.
 
-    (seed 002 eqs. 3 and 4, seed 003 eqs. 22/24/26, seed 004 "g[2W] = a[1]^T g[2z]").
+    (note 002 eqs. 3 and 4, note 003 eqs. 22/24/26, note 004 "g[2W] = a[1]^T g[2z]").
     ``scratch`` (at least B * sum(n) values, the z buffer: z is no longer
     needed once delta[L] is known) holds the transposes of the dot-product form.
     """
@@ -667,16 +579,10 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
         db = _b(grad, arch, l)
         delta = _rows(d_buf, arch, l, B)
         a_prev = _rows(a_buf, arch, l - 1, B)
-        n_out, n_in = dW.shape
-        # seed 002 eq. 3: dC/dW[l]_jk = delta[l]_j a[l-1]_k  (outer product per sample)
-        if B >= DOT_MIN_BATCH and n_out >= DOT_MIN_UNITS:
-            # summed over s as dot products of the transposes (samples contiguous)
-            a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
-            delta_T = _transpose_into(delta, scale, scratch, n_in * B)
-            _outer_sum_dot_units(delta_T, a_T, dW, 0, n_out)
-        else:
-            _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
-        # seed 002 eq. 4: dC/db[l]_j = delta[l]_j
+        n_out = dW.shape[0]
+        # note 002 eq. 3: dC/dW[l]_jk = delta[l]_j a[l-1]_k  (outer product per sample)
+        _outer_sum(delta, a_prev, scale, dW, scratch)
+        # note 002 eq. 4: dC/db[l]_j = delta[l]_j
         for j in range(n_out):
             acc = 0.0
             for s in range(B):
@@ -717,14 +623,14 @@ def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
 
 
 # --------------------------------------------------------------------------
-# Differentiating the output with respect to the input (seeds 000, 001)
+# Differentiating the output with respect to the input (notes 000, 001)
 # --------------------------------------------------------------------------
 
 @njit(**OPTS)
 def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     """gx[s] = V[s]^T J(X[s]), the vector-Jacobian product of a[L] at X[s].
 
-    With n[L] = 1 and V = 1 this is the input gradient of seeds 000/001:
+    With n[L] = 1 and V = 1 this is the input gradient of notes 000/001:
     delta[L] = g_L'(z[L]); delta[l] = (W[l+1]^T delta[l+1]) * g_l'(z[l]);
     grad_x a[L] = W[1]^T delta[1] (the seeds' W[2]^T delta[2], input numbered 1 there).
     """
@@ -733,10 +639,10 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     rows = np.arange(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
-    # seed 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
+    # note 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
     _backprop_activation(arch[ACT, L], _rows(a_buf, arch, L, B), V, _rows(d_buf, arch, L, B))
     _backward(theta, arch, a_buf, d_buf, B)
-    # seed 000: grad_x a[L] = W[1]^T delta[1]  (the input layer has no activation)
+    # note 000: grad_x a[L] = W[1]^T delta[1]  (the input layer has no activation)
     _backprop_linear(_W(theta, arch, 1), _rows(d_buf, arch, 1, B), gx)
 
 
@@ -746,43 +652,21 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
 
 @njit(**OPTS)
 def _update(opt, theta, grad, state, lr, hyper, t, arch):
-    """One optimizer step on theta from grad (W <- W - eta dC/dW, seeds 002/004).
+    """One optimizer step on theta from grad (W <- W - eta dC/dW, notes 002/004).
 
-    hyper = (momentum, beta1, beta2, eps, weight_decay); t counts steps from 1
-    (Adam's bias correction).  grad is modified in place by the L2 term.
+    hyper is the optimizer's float64 array (``optimizers.Optimizer.hyper_array``,
+    read by named slots); t counts steps from 1 (Adam's bias correction).
+    grad is modified in place by the L2 term.
     """
-    weight_decay = hyper[4]
+    weight_decay = hyper[WEIGHT_DECAY]
     if weight_decay != 0.0:
         # L2 penalty (weight_decay/2) |W|^2 on weights only, not biases
         for l in range(1, arch.shape[1]):
             start = arch[WOFF, l]
             for i in range(start, start + arch[N, l] * arch[N, l - 1]):
                 grad[i] += weight_decay * theta[i]
-    P = theta.shape[0]
-    if opt == SGD:
-        # seed 002: W <- W - eta dC/dW
-        for i in range(P):
-            theta[i] -= lr * grad[i]
-    elif opt == MOMENTUM or opt == NESTEROV:
-        mu = hyper[0]
-        v = state[0]
-        for i in range(P):
-            v[i] = mu * v[i] + grad[i]
-            if opt == NESTEROV:
-                theta[i] -= lr * (grad[i] + mu * v[i])
-            else:
-                theta[i] -= lr * v[i]
-    elif opt == ADAM:
-        beta1, beta2, eps = hyper[1], hyper[2], hyper[3]
-        m = state[0]
-        v = state[1]
-        step = lr / (1.0 - beta1 ** t)
-        root_bc2 = np.sqrt(1.0 - beta2 ** t)
-        for i in range(P):
-            g = grad[i]
-            m[i] = beta1 * m[i] + (1.0 - beta1) * g
-            v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-            theta[i] -= step * (m[i] / (np.sqrt(v[i]) / root_bc2 + eps))
+    # the rule of this optimizer (optimizers.py)
+    _step(opt, theta, grad, state, lr, hyper, t)
 
 
 @njit(**OPTS)

@@ -70,6 +70,48 @@ def check_bool(name, value, allow_none=False):
     return bool(value)
 
 
+def check_params(constraints, values, names=None):
+    """Check a dict of parameters against a declarative table; return the checked values.
+
+    ``constraints`` maps each parameter to a spec (scikit-learn's
+    ``_parameter_constraints`` in spirit), stated once where the parameter
+    belongs (``optimizers.Adam.PARAMS``, ``training.FIT_PARAMS``):
+
+    - ``kind="real"``: ``check_float`` with ``low``/``high``/``low_open``/``high_open``
+    - ``kind="int"``: ``check_int`` with ``minimum``
+    - ``kind="bool"``: ``check_bool``
+    - ``kind="choice"``: ``check_choice`` among ``options``
+    - ``allow_none=True``: None passes as it is
+
+    Other keys of a spec (``default``, ``slot``, ``doc``) are the owner's.
+    ``names`` maps a parameter to the name the caller's user knows it by (an
+    estimator's ``beta_1`` for ``beta1``), so messages name what was typed.
+    Keys of ``values`` without a constraint are returned unchanged.
+    """
+    names = names or {}
+    out = dict(values)
+    for key, spec in constraints.items():
+        if key not in values:
+            continue
+        value = values[key]
+        shown = names.get(key, key)
+        if value is None and spec.get("allow_none"):
+            continue
+        kind = spec["kind"]
+        if kind == "real":
+            out[key] = check_float(shown, value, low=spec.get("low"), high=spec.get("high"),
+                                   low_open=spec.get("low_open", False), high_open=spec.get("high_open", False))
+        elif kind == "int":
+            out[key] = check_int(shown, value, minimum=spec.get("minimum"))
+        elif kind == "bool":
+            out[key] = check_bool(shown, value)
+        elif kind == "choice":
+            out[key] = check_choice(shown, value, spec["options"])
+        else:  # pragma: no cover - a mistake in a table, not in user input
+            raise AssertionError(f"unknown constraint kind {kind!r} for {key}")
+    return out
+
+
 def check_seed(name, seed):
     """Return seed if np.random.default_rng accepts it: None, an int >= 0 or a Generator."""
     if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):

@@ -32,8 +32,6 @@ from .mlp import MLP, DivergenceError
 MODEL_EXTRAS = ("extra.task", "extra.classes", "extra.feature_names", "extra.x_offset", "extra.x_scale",
                 "extra.y_offset", "extra.y_scale", "extra.run")
 
-LR_DEFAULT = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01}
-
 
 class UsageError(Exception):
     """A bad argument: exit status 2."""
@@ -121,14 +119,14 @@ def build_parser():
     t.add_argument("--output-activation", default=None, help="default: what the loss needs")
     t.add_argument("--loss", default=None, help="sse, half_sse, mse, bce, cross_entropy (default: cross_entropy "
                                                 "for classes, bce for 2 classes with 1 output, mse for regression)")
-    t.add_argument("--optimizer", default="adam", help="sgd, momentum, nesterov, adam (default: adam)")
-    t.add_argument("--learning-rate", "--lr", type=float, default=None,
-                   help="default: 0.01 for adam, 0.1 for sgd, 0.05 for (nesterov) momentum")
-    t.add_argument("--momentum", type=float, default=optimizers.DEFAULTS["momentum"])
-    t.add_argument("--beta1", type=float, default=optimizers.DEFAULTS["beta1"])
-    t.add_argument("--beta2", type=float, default=optimizers.DEFAULTS["beta2"])
-    t.add_argument("--eps", type=float, default=optimizers.DEFAULTS["eps"])
-    t.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on weights (default: 0)")
+    t.add_argument("--optimizer", default="adam", help=f"{', '.join(optimizers.NAMES)} (default: adam)")
+    lr_defaults = ", ".join(f"{cls.default_learning_rate:g} for {name}" for name, cls in optimizers.CLASSES.items())
+    t.add_argument("--learning-rate", "--lr", type=float, default=None, help=f"default: {lr_defaults}")
+    # Optimizer hyper-parameters: defaults and bounds are the optimizer classes' (optimizers.py).
+    for key in sorted(optimizers.DEFAULTS):
+        users = [name for name, cls in optimizers.CLASSES.items() if key in cls.PARAMS]
+        t.add_argument("--" + key.replace("_", "-"), type=float, default=None,
+                       help=f"{', '.join(users)} (default: {optimizers.DEFAULTS[key]:g})")
     t.add_argument("--schedule", default="cosine", choices=sorted(schedules.NAMES),
                    help="learning-rate schedule (default: cosine, from --learning-rate down to --eta-min)")
     t.add_argument("--step-size", type=_positive_int, default=10, help="step schedule: epochs per decay")
@@ -403,9 +401,11 @@ def cmd_train(args):
     if loss not in losses.CODES:
         raise UsageError(f"--loss must be one of {sorted(losses.CODES)}, got {loss!r}")
     optimizer = args.optimizer
-    if optimizer not in optimizers.CODES:
-        raise UsageError(f"--optimizer must be one of {sorted(optimizers.CODES)}, got {optimizer!r}")
-    lr = args.learning_rate if args.learning_rate is not None else LR_DEFAULT[optimizer]
+    if optimizer not in optimizers.CLASSES:
+        raise UsageError(f"--optimizer must be one of {optimizers.NAMES}, got {optimizer!r}")
+    optimizer = optimizers.get_optimizer(optimizer, {k: getattr(args, k) for k in optimizers.DEFAULTS
+                                                     if getattr(args, k) is not None})
+    lr = args.learning_rate if args.learning_rate is not None else optimizer.default_learning_rate
     sched_opts = {"step": {"step_size": args.step_size, "gamma": 0.1 if args.gamma is None else args.gamma},
                   "exponential": {"gamma": 0.95 if args.gamma is None else args.gamma},
                   "cosine": {"eta_min": args.eta_min}}.get(args.schedule, {})
@@ -462,8 +462,7 @@ def cmd_train(args):
     started = time.perf_counter()
     history = net.fit(
         Xf, yf, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr, optimizer=optimizer,
-        validation_data=validation, progress=False if args.quiet else None, momentum=args.momentum,
-        beta1=args.beta1, beta2=args.beta2, eps=args.eps, weight_decay=args.weight_decay, seed=args.seed,
+        validation_data=validation, progress=False if args.quiet else None, seed=args.seed,
         lr_schedule=schedule, early_stopping=args.early_stopping, patience=args.patience,
         min_delta=args.min_delta, checkpoint_every=args.checkpoint_every,
         checkpoint_path=checkpoint_path if args.checkpoint_every else None, resume_from=args.resume)
@@ -476,6 +475,7 @@ def cmd_train(args):
         if len(X_test) else None
     config = {k: v for k, v in vars(args).items() if k not in ("command",)}
     config.update({"layers": sizes, "loss": loss, "learning_rate": lr, "out": out,
+                   "optimizer": optimizer.name, "optimizer_params": optimizer.params(),
                    "schedule_options": schedule.params()})
     run = {"dataset": args.dataset, "data": args.data, "target": args.target, "seed": args.seed,
            "test_fraction": args.test_fraction, "task": data.task}
@@ -507,7 +507,7 @@ def cmd_train(args):
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, allow_nan=True)
     try:
-        title = f"{data.name}: {'-'.join(map(str, sizes))}, {optimizer}, lr {lr:g} ({schedule.name})"
+        title = f"{data.name}: {'-'.join(map(str, sizes))}, {optimizer.name}, lr {lr:g} ({schedule.name})"
         if test is not None and "accuracy" in test:
             title += f", test accuracy {100 * test['accuracy']:.1f}%"
         _plot(history, os.path.join(out, "loss.png"), title)

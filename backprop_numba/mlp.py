@@ -1,46 +1,28 @@
 """The MLP class: validate -> allocate buffers -> one kernel call -> wrap the result."""
 
-import math
-import sys
-import time
-
 import numpy as np
 
 from . import _kernels as K
-from . import activations, io, losses, optimizers
+from . import activations, io, losses, training
 from ._validation import (
     OVERFLOW_HINT,
     check_activation_names,
-    check_bool,
     check_choice,
     check_dtype,
     check_finite_result,
-    check_float,
     check_inputs,
-    check_int,
     check_layer_sizes,
     check_seed,
     check_targets,
     check_theta,
 )
+from .training import DivergenceError, _accuracy
+
+__all__ = ["MLP", "DivergenceError"]
 
 # Samples per forward pass when predicting or evaluating large arrays: bounds
 # the a/z buffers to PREDICT_CHUNK * sum(n) values whatever the data size.
 PREDICT_CHUNK = 1024
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss or gradient.
-
-    The network keeps the parameters of the last finite step; ``history`` holds
-    the epochs completed before it happened.
-    """
-
-    def __init__(self, message, epoch, step, history):
-        super().__init__(message)
-        self.epoch = epoch
-        self.step = step
-        self.history = history
 
 
 def _arch_table(sizes, act_codes):
@@ -68,7 +50,7 @@ class MLP:
         ``[n[0], n[1], ..., n[L]]``: input size, hidden widths, output size.
     activation : str or sequence of str, default "sigmoid"
         Activation of the hidden layers (one name, or one per hidden layer):
-        "sigmoid", "tanh", "relu" or "identity".
+        "sigmoid", "tanh", "relu", "leaky_relu" or "identity".
     output_activation : str, optional
         Activation of the output layer; adds "softmax".  Default: the one the
         loss needs ("sigmoid" for bce, "softmax" for cross_entropy), "sigmoid"
@@ -86,7 +68,8 @@ class MLP:
     from ``a[0] = x``.  All parameters live in one flat vector ``theta``;
     ``weights`` and ``biases`` are views into it, so writing to them changes
     the network.  Initial weights are uniform in +-sqrt(f/(fan_in+fan_out))
-    (Glorot; f=2 for sigmoid, 6 otherwise) or +-sqrt(6/fan_in) for relu (He);
+    (Glorot; f=2 for sigmoid, 6 otherwise) or +-sqrt(6/fan_in) for relu and
+    leaky_relu (He);
     biases start at zero.
 
     Examples
@@ -101,6 +84,8 @@ class MLP:
     >>> (net.predict(X)[:, 0] > 0.5).astype(int).tolist()
     [0, 1, 1, 0]
     """
+
+    _incremental = None  # partial_fit's state between calls (training.Incremental)
 
     def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
                  seed=None, dtype=np.float64):
@@ -134,11 +119,8 @@ class MLP:
     def _initialise(self):
         for l in range(1, self.n_layers + 1):
             fan_in, fan_out = self.layer_sizes[l - 1], self.layer_sizes[l]
-            act = self.activations[l - 1]
-            if act == "relu":
-                bound = math.sqrt(6.0 / fan_in)
-            else:
-                bound = math.sqrt(activations.GLOROT_FACTOR[act] / (fan_in + fan_out))
+            # the activation's rule (activations.ACTIVATIONS): Glorot, or He for the rectifiers
+            bound = activations.ACTIVATIONS[self.activations[l - 1]].init_bound(fan_in, fan_out)
             self.W(l)[...] = self._rng.uniform(-bound, bound, size=(fan_out, fan_in))
             self.b(l)[...] = 0.0
 
@@ -184,8 +166,8 @@ class MLP:
                 raise ValueError(f"weights[{l}] must have shape {expected} to chain with the layer before ({layout} layout), got {got}.")
             if bs[l].shape != (sizes[l + 1],):
                 raise ValueError(f"biases[{l}] must have shape ({sizes[l + 1]},), got {bs[l].shape}.")
-        if dtype is None:
-            dtype = np.float32 if all(W.dtype == np.float32 for W in Ws) else np.float64
+        if dtype is None:  # any byte order: a big-endian float32 ('>f4') is float32 too
+            dtype = np.float32 if all(W.dtype.newbyteorder("=") == np.float32 for W in Ws) else np.float64
         net = cls.__new__(cls)
         net._configure(sizes, activation, output_activation, loss, dtype)
         net._rng = np.random.default_rng(seed)
@@ -253,8 +235,11 @@ class MLP:
         return out
 
     def __repr__(self):
-        return (f"MLP({self.layer_sizes}, activations={self.activations}, loss={self.loss!r}, "
-                f"dtype={np.dtype(self.dtype).name})")
+        """A valid constructor call for this architecture (the parameters are not shown)."""
+        hidden = self.activations[:-1]
+        activation = hidden[0] if len(set(hidden)) == 1 else hidden  # [] for a network without hidden layers
+        return (f"MLP({self.layer_sizes}, activation={activation!r}, output_activation={self.activations[-1]!r}, "
+                f"loss={self.loss!r}, dtype={np.dtype(self.dtype).name!r})")
 
     # -- buffers -----------------------------------------------------------
 
@@ -301,7 +286,7 @@ class MLP:
         One sample (1-D X) gives one label (or one row).
         """
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
-        out = self._forward_checked(X)
+        out = check_finite_result("the network output", self._forward_checked(X), OVERFLOW_HINT)
         if self.activations[-1] == "softmax":
             labels = np.argmax(out, axis=1)
         elif out.shape[1] == 1:
@@ -406,14 +391,14 @@ class MLP:
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
             weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
             early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,
-            resume_from=None):
+            resume_from=None, callbacks=None):
         """Train by mini-batch gradient descent (seeds 002, 004); return the history.
 
-        Each epoch runs as one compiled call (``_kernels._train_epoch``):
+        Each epoch runs as one compiled call (``training.Workspace``):
         shuffling, mini-batches, forward, delta recursion, gradients and the
-        optimizer step, over buffers allocated once here.  Python runs only
-        between epochs (learning-rate schedule, validation, early stopping,
-        checkpoints, progress bar).
+        optimizer step, over buffers allocated once.  Python runs only
+        between epochs (learning-rate schedule, validation, callbacks: early
+        stopping, checkpoints, progress bar); ``training.py`` holds the loop.
 
         Parameters
         ----------
@@ -423,11 +408,14 @@ class MLP:
             run counts the epochs of its checkpoint in)
         batch_size : int >= 1 (capped at n_samples); the last batch may be smaller
         learning_rate : float > 0, eta in W <- W - eta dC/dW (eta_0 of a schedule)
-        optimizer : "sgd", "momentum", "nesterov" or "adam" (see ``optimizers``)
+        optimizer : "sgd", "momentum", "nesterov", "adam", "rmsprop", or an
+            ``optimizers.Optimizer`` instance such as ``Adam(beta1=0.8)`` (its
+            own hyper-parameters then apply, not the keywords below)
         shuffle : bool, reshuffle the samples every epoch
         validation_data : (X_val, Y_val), optional, evaluated after each epoch
         progress : bool or None; None shows a tqdm bar only on a terminal
-        momentum, beta1, beta2, eps : optimizer hyper-parameters
+        momentum, beta1, beta2, eps : hyper-parameters of a named optimizer
+            (each taken by the optimizers that have it)
         weight_decay : float >= 0, L2 penalty on weights (not biases)
         on_nonfinite : "raise" (default) stops with DivergenceError at the
             first non-finite loss or gradient, or optimizer step that would
@@ -448,11 +436,17 @@ class MLP:
         patience : int >= 1;  min_delta : float >= 0
         checkpoint_every : int >= 1, optional; write a checkpoint to
             checkpoint_path every that many epochs (and after the last one).
-        checkpoint_path : path of the checkpoint file (overwritten atomically)
+        checkpoint_path : path of the checkpoint file (overwritten atomically);
+            given together with checkpoint_every
         resume_from : path of a checkpoint written by an earlier ``fit``;
             training continues from its epoch with its parameters, optimizer
             state, step counter, random state and history.  With the same data
             and options, the result is bit-identical to an uninterrupted run.
+            ``epochs`` may not be below the checkpoint's epoch.
+        callbacks : sequence of objects with any of ``on_train_begin(net)``,
+            ``on_epoch_end(epoch, logs)`` (return True to stop after that
+            epoch; ``logs`` holds the epoch's latest history values) and
+            ``on_train_end(net, history)`` (Keras' callback protocol).
 
         Returns
         -------
@@ -463,185 +457,39 @@ class MLP:
             schedule is given.  With early stopping, also the ints
             "best_epoch" (1-based) and "stopped_epoch" (0 if it ran to the end).
         """
-        from . import checkpoint as ckpt
-        from . import schedules
+        options = dict(locals())
+        for key in ("self", "X", "Y"):
+            del options[key]
+        self._incremental = None  # fit starts its own optimizer state
+        return training.fit(self, X, Y, **options)
 
-        check_theta(self.theta, self._n_params, self.dtype)  # e.g. NaN written into net.weights[0]
-        X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
-        Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        epochs = check_int("epochs", epochs, minimum=1)
-        lr = check_float("learning_rate", learning_rate, low=0.0, low_open=True)
-        optimizer = check_choice("optimizer", optimizer, optimizers.CODES)
-        on_nonfinite = check_choice("on_nonfinite", on_nonfinite, {"raise", "skip"})
-        shuffle = check_bool("shuffle", shuffle)
-        progress = check_bool("progress", progress, allow_none=True)
-        options = {
-            "momentum": check_float("momentum", momentum, low=0.0, high=1.0, high_open=True),
-            "beta1": check_float("beta1", beta1, low=0.0, high=1.0, high_open=True),
-            "beta2": check_float("beta2", beta2, low=0.0, high=1.0, high_open=True),
-            "eps": check_float("eps", eps, low=0.0, low_open=True),
-            "weight_decay": check_float("weight_decay", weight_decay, low=0.0),
-        }
-        schedule = schedules.get_schedule(lr_schedule)
-        early_stopping = bool(early_stopping)
-        patience = check_int("patience", patience, minimum=1)
-        min_delta = check_float("min_delta", min_delta, low=0.0)
-        if checkpoint_every is not None:
-            checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-            if checkpoint_path is None:
-                raise ValueError("checkpoint_path must be given with checkpoint_every, got None.")
-        if validation_fraction is not None:
-            validation_fraction = check_float("validation_fraction", validation_fraction, low=0.0, high=1.0,
-                                              low_open=True, high_open=True)
-            if validation_data is not None:
-                raise ValueError("validation_fraction must be None when validation_data is given, "
-                                 f"got {validation_fraction}.")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a tuple (X_val, Y_val), "
-                                f"got {type(validation_data).__name__}.")
-            Xv, _ = check_inputs(validation_data[0], self.layer_sizes[0], self.dtype, name="validation X")
-            Yv = check_targets(validation_data[1], self.loss, self.layer_sizes[-1], Xv.shape[0], self.dtype,
-                               name="validation Y")
-        if early_stopping and validation_data is None and validation_fraction is None:
-            raise ValueError("early_stopping needs validation_data or validation_fraction, got neither.")
-        rng = self._rng if seed is None else np.random.default_rng(check_int("seed", seed, minimum=0))
+    def partial_fit(self, X, Y, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True, momentum=0.9,
+                    beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, on_nonfinite="raise", seed=None,
+                    lr_schedule=None):
+        """One pass of mini-batch training over X, Y that continues earlier calls (scikit-learn's partial_fit).
 
-        resumed = None
-        if resume_from is not None:
-            arrays, resumed = ckpt.read_checkpoint(resume_from)
-            saved = type(self)._from_arrays(arrays, resume_from)
-            if (saved.layer_sizes, saved.activations, saved.loss, saved.dtype) != \
-                    (self.layer_sizes, self.activations, self.loss, self.dtype):
-                raise ValueError(f"resume_from must be a checkpoint of this network ({self!r}), got {saved!r}.")
-            if resumed["optimizer"] != optimizer:
-                raise ValueError(f"optimizer must be the checkpoint's ({resumed['optimizer']!r}) to resume, "
-                                 f"got {optimizer!r}.")
-            rng.bit_generator.state = resumed["rng_state"]
-            split_seed = resumed["split_seed"]
-        else:
-            split_seed = int(rng.integers(0, 2**31 - 1)) if validation_fraction is not None else -1
+        The parameters AND the optimizer's state (momentum velocity, Adam's
+        moments and step count) and the position in ``lr_schedule`` (one
+        position per call; a schedule that needs the run's length, such as
+        Cosine, must be given its ``t_max``) carry over from one call to the
+        next, so calls over the chunks of a data set train like the epochs of
+        one ``fit``.  The optimizer may not change between calls; its
+        hyper-parameters and the batch size may.  ``fit`` and
+        ``reset_training`` start afresh.  Options as in ``fit``; ``seed``
+        seeds the shuffles from the first call on.
 
-        if validation_fraction is not None:
-            n = X.shape[0]
-            n_val = int(round(validation_fraction * n))
-            if n_val < 1 or n - n_val < 1:
-                raise ValueError(f"validation_fraction must leave at least one sample on each side of the split "
-                                 f"of {n} samples, got {validation_fraction}.")
-            order = np.random.default_rng(split_seed).permutation(n)
-            Xv, Yv = X[order[:n_val]], Y[order[:n_val]]
-            X, Y = np.ascontiguousarray(X[order[n_val:]]), np.ascontiguousarray(Y[order[n_val:]])
-            Xv, Yv = np.ascontiguousarray(Xv), np.ascontiguousarray(Yv)
-        validate = validation_data is not None or validation_fraction is not None
-        batch_size = min(check_int("batch_size", batch_size, minimum=1), X.shape[0])
+        Returns a dict: the pass's mean training "loss", "samples", "steps"
+        and "skipped" mini-batches, its "lr", the number of "passes" so far
+        and "optimizer_steps" (Adam's t).
+        """
+        options = dict(locals())
+        for key in ("self", "X", "Y"):
+            del options[key]
+        return training.partial_fit(self, X, Y, **options)
 
-        # Everything the epoch kernel touches, allocated once.
-        a_buf, z_buf, d_buf = self._unit_buffers(batch_size, 3)
-        y_buf = np.empty(batch_size * self.layer_sizes[-1], dtype=self.dtype)
-        grad = np.empty(self._n_params, dtype=self.dtype)
-        perm = np.arange(X.shape[0], dtype=np.int64)
-        state = optimizers.new_state(self._n_params, self.dtype)
-        hyper = optimizers.hyper_array(options)
-        opt_code = optimizers.CODES[optimizer]
-        classify = self.loss in losses.CLASSIFICATION
-
-        history = {"loss": [], "seconds": []}
-        if classify:
-            history["accuracy"] = []
-        if validate:
-            history["val_loss"] = []
-            if classify:
-                history["val_accuracy"] = []
-        if on_nonfinite == "skip":
-            history["skipped_steps"] = []
-        if lr_schedule is not None:
-            history["lr"] = []
-        # Early stopping: best val_loss, its epoch (1-based), epochs since.
-        best_loss, best_epoch, wait = math.inf, 0, 0
-        best_theta = self.theta.copy()
-        t = 0
-        first = 1
-        if resumed is not None:
-            self.theta[...] = arrays["theta"]
-            state[...] = resumed["state"]
-            t = resumed["step"]
-            first = resumed["epoch"] + 1
-            history.update({k: list(v) for k, v in resumed["history"].items() if isinstance(v, list)})
-            best_theta[...] = resumed["best_theta"]
-            best_loss, best_epoch, wait = resumed["best"][0], int(resumed["best"][1]), int(resumed["best"][2])
-
-        def save_checkpoint(epoch):
-            ckpt.save_checkpoint(checkpoint_path, self, epoch=epoch, step=t, optimizer=optimizer, state=state,
-                                 rng=rng, split_seed=split_seed, history=history, best_theta=best_theta,
-                                 best=(best_loss, best_epoch, wait))
-
-        stopped = 0
-        if early_stopping and wait >= patience:  # resumed from the checkpoint written when it stopped
-            stopped, first = first - 1, epochs + 1
-        bar = _progress_bar(epochs, progress)
-        if bar is not None and first > 1:
-            bar.update(min(first - 1, epochs))
-        try:
-            for epoch in range(first, epochs + 1):
-                started = time.perf_counter()
-                lr_epoch = schedule.lr(lr, epoch - 1, epochs)
-                shuffle_seed = int(rng.integers(0, 2**31 - 1)) if shuffle else -1
-                total, seen, steps, skipped, status = _guarded_epoch(
-                    self.theta, self._arch, self._loss_code, X, Y, perm, shuffle_seed, batch_size,
-                    opt_code, lr_epoch, hyper, state, t, on_nonfinite == "skip", a_buf, z_buf, d_buf, y_buf, grad)
-                t += steps
-                if status != K.OK:
-                    what = {K.NONFINITE_LOSS: "loss", K.NONFINITE_GRADIENT: "gradient"}.get(
-                        status, "parameters after the optimizer step")
-                    step = steps + skipped + 1
-                    raise DivergenceError(
-                        f"training diverged: non-finite {what} at epoch {epoch}, step {step} "
-                        f"(mini-batch {step} of {math.ceil(X.shape[0] / batch_size)}). The network keeps the "
-                        f"parameters of the last finite step. Try a smaller learning_rate (got {lr_epoch:g}), "
-                        "or on_nonfinite='skip'.", epoch=epoch, step=step, history=history)
-                history["loss"].append(total / seen if seen else float("nan"))
-                if classify:
-                    history["accuracy"].append(_accuracy(self._forward_checked(X), Y, self.loss))
-                if on_nonfinite == "skip":
-                    history["skipped_steps"].append(skipped)
-                if lr_schedule is not None:
-                    history["lr"].append(lr_epoch)
-                if validate:
-                    history["val_loss"].append(self._loss_value_checked(Xv, Yv))
-                    if not math.isfinite(history["val_loss"][-1]):
-                        # Finite parameters whose outputs overflow: no history entry built on NaN.
-                        raise DivergenceError(
-                            f"training diverged: the validation loss is not finite after epoch {epoch} (the "
-                            "parameters are finite but the network's outputs overflow). Try a smaller "
-                            f"learning_rate (got {lr_epoch:g}).", epoch=epoch, step=steps, history=history)
-                    if classify:
-                        history["val_accuracy"].append(_accuracy(self._forward_checked(Xv), Yv, self.loss))
-                history["seconds"].append(time.perf_counter() - started)
-                if early_stopping:
-                    if history["val_loss"][-1] < best_loss - min_delta:
-                        best_loss, best_epoch, wait = history["val_loss"][-1], epoch, 0
-                        best_theta[...] = self.theta
-                    else:
-                        wait += 1
-                    if wait >= patience:
-                        stopped = epoch
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
-                                     if k in ("loss", "val_loss", "val_accuracy")})
-                if checkpoint_every is not None and (epoch % checkpoint_every == 0 or epoch == epochs or stopped):
-                    save_checkpoint(epoch)
-                if stopped:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-        if early_stopping:
-            if best_epoch > 0:
-                self.theta[...] = best_theta
-            history["best_epoch"] = best_epoch
-            history["stopped_epoch"] = stopped
-        return history
+    def reset_training(self):
+        """Forget the optimizer state that partial_fit carries between calls (the parameters stay)."""
+        self._incremental = None
 
     def evaluate(self, X, Y):
         """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y."""
@@ -709,73 +557,3 @@ def _as_param(name, value, ndim):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite, got NaN or inf.")
     return arr
-
-
-def _accuracy(out, Y, loss):
-    """Fraction correct: argmax against the one-hot target for cross_entropy;
-    elementwise a > 0.5 against y > 0.5 otherwise (Keras' binary accuracy)."""
-    if loss == "cross_entropy":
-        return float(np.mean(np.argmax(out, axis=1) == np.argmax(Y, axis=1)))
-    return float(np.mean((out > 0.5) == (Y > 0.5)))
-
-
-def _progress_bar(epochs, progress):
-    if progress is False:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: no bar without it
-        return None
-    # disable=None: tqdm turns itself off when stderr is not a terminal.
-    return tqdm(total=epochs, unit="epoch", disable=None if progress is None else False, file=sys.stderr,
-                leave=False)
-
-
-# Status of _guarded_epoch (beyond _kernels.OK/NONFINITE_*): an optimizer step
-# turned finite parameters into inf/NaN (overflow of theta - lr * step).
-NONFINITE_PARAMETERS = 3
-
-
-def _guarded_epoch(theta, arch, loss_code, X, Y, perm, shuffle_seed, batch_size, opt_code, lr, hyper, state, t,
-                   skip, a_buf, z_buf, d_buf, y_buf, grad):
-    """``_kernels._train_epoch``, plus a guarantee the kernel alone does not give.
-
-    The kernel checks each mini-batch's loss and gradient, but an optimizer step
-    with a finite gradient can still overflow theta to inf (a huge learning
-    rate or gradient).  Here theta and the optimizer state are copied before
-    the epoch and checked after it (O(P), once per epoch); only when theta is
-    no longer finite is the epoch replayed from the copy one mini-batch at a
-    time (same rows, same order, same arithmetic, so bit-identical up to the
-    bad step), and the step that overflowed is undone and reported
-    (NONFINITE_PARAMETERS), or skipped with ``skip``.  Same arguments and
-    return value as the kernel.
-    """
-    theta0, state0 = theta.copy(), state.copy()
-    result = K._train_epoch(theta, arch, loss_code, X, Y, perm, shuffle_seed, batch_size, opt_code, lr, hyper,
-                            state, t, skip, a_buf, z_buf, d_buf, y_buf, grad)
-    if np.isfinite(theta).all():
-        return result
-    theta[...] = theta0
-    state[...] = state0
-    total, seen, steps, skipped = 0.0, 0, 0, 0
-    for start in range(0, X.shape[0], batch_size):
-        rows = perm[start:start + batch_size]  # perm holds this epoch's order (shuffled in place by the kernel)
-        Xb, Yb = np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows])
-        theta0[...] = theta
-        state0[...] = state
-        b_total, b_seen, b_steps, _, status = K._train_epoch(
-            theta, arch, loss_code, Xb, Yb, np.arange(rows.shape[0], dtype=np.int64), -1, batch_size, opt_code,
-            lr, hyper, state, t + steps, False, a_buf, z_buf, d_buf, y_buf, grad)
-        if status == K.OK and not np.isfinite(theta).all():
-            theta[...] = theta0
-            state[...] = state0
-            status = NONFINITE_PARAMETERS
-        if status != K.OK:
-            if skip:
-                skipped += 1
-                continue
-            return total, seen, steps, skipped, status
-        total += b_total
-        seen += b_seen
-        steps += b_steps
-    return total, seen, steps, skipped, K.OK

@@ -1,39 +1,239 @@
-"""Optimizers: names, codes, defaults and state allocation.
+"""Optimizers as objects: each owns its hyper-parameters, its state and its compiled rule.
 
-The update rule itself is one compiled kernel, ``_kernels._update``, applied to
-the flat parameter vector theta; this module only holds what is Python-side:
-validated hyper-parameters and the state arrays, allocated once per ``fit``.
+An optimizer is one class (name, hyper-parameters with their defaults and
+bounds, the number of state vectors) plus one ``@njit`` rule below it that
+updates the flat parameter vector ``theta`` in place.  ``MLP.fit`` takes a
+name (``optimizer="adam"``, hyper-parameters from ``fit``'s keywords) or an
+instance (``optimizer=Adam(beta1=0.8)``); the command line and the estimators
+build them through the same classes, so defaults and bounds are written once,
+here.
 
 The conventions are PyTorch's (``torch.optim``), so a step here and a step
-there agree to rounding:
+there agree to rounding (``tests/test_optimizers.py``):
 
-- ``sgd``:       theta <- theta - eta * g                               (seeds 002, 004)
+- ``sgd``:       theta <- theta - eta * g                               (notes 002, 004)
 - ``momentum``:  v <- mu v + g;  theta <- theta - eta * v
 - ``nesterov``:  v <- mu v + g;  theta <- theta - eta * (g + mu v)
 - ``adam``:      m <- b1 m + (1-b1) g;  s <- b2 s + (1-b2) g^2;
                  theta <- theta - eta * (m / (1-b1^t)) / (sqrt(s / (1-b2^t)) + eps)
+- ``rmsprop``:   s <- alpha s + (1-alpha) g^2;  theta <- theta - eta * g / (sqrt(s) + eps)
 
-``g`` includes the L2 term ``weight_decay * W`` for weights (not biases).
+``g`` includes the L2 term ``weight_decay * W`` for weights (not biases),
+added by ``_kernels._update`` before the rule runs.
+
+The kernels receive the hyper-parameters as one float64 array ``hyper``; each
+rule reads it by the named slots defined beside its class (``hyper[BETA1]``),
+and ``Optimizer.hyper_array`` fills it from the same slots.
 """
 
 import numpy as np
+from numba import njit
 
-SGD, MOMENTUM, NESTEROV, ADAM = 0, 1, 2, 3
+from ._validation import check_choice, check_params
 
-CODES = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM}
-NAMES = {code: name for name, code in CODES.items()}
+# Kernel options: the same as _kernels.OPTS (kept here to avoid an import cycle).
+_OPTS = dict(cache=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy", nogil=True)
 
-DEFAULTS = {"momentum": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+# Optimizer codes, dispatched by _step below.
+SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAM_CODE, RMSPROP_CODE = 0, 1, 2, 3, 4
 
-# Index of each hyper-parameter in the float64 array handed to the kernels.
-HYPER_ORDER = ("momentum", "beta1", "beta2", "eps", "weight_decay")
+# Slots of the hyper-parameter array.  WEIGHT_DECAY is common to every optimizer.
+WEIGHT_DECAY = 0
+MU = 1                       # Momentum, Nesterov
+BETA1, BETA2, EPS = 1, 2, 3  # Adam
+ALPHA, RMS_EPS = 1, 2        # RMSprop
+N_HYPER = 4
+
+_UNIT = dict(low=0.0, high=1.0, high_open=True)  # [0, 1)
+_WEIGHT_DECAY = {"weight_decay": dict(kind="real", default=0.0, low=0.0, slot=WEIGHT_DECAY)}
 
 
-def hyper_array(options):
-    """Pack validated optimizer options into the kernel's float64 array."""
-    return np.array([float(options[k]) for k in HYPER_ORDER], dtype=np.float64)
+class Optimizer:
+    """Base class.  Subclasses set ``name``, ``code``, ``n_state`` and ``PARAMS``.
+
+    ``PARAMS`` maps each hyper-parameter to its constraint (see
+    ``_validation.check_params``), its default and its slot in the kernel's
+    hyper array.  An instance holds the validated values as attributes.
+    """
+
+    name = "optimizer"
+    code = -1
+    n_state = 0                  # state vectors of length P (velocity, moments, ...)
+    default_learning_rate = 0.1  # the command line's default eta for this optimizer
+    PARAMS = {}
+
+    def __init__(self, **params):
+        self._set(params, names=None)
+
+    def _set(self, params, names):
+        unknown = sorted(set(params) - set(self.PARAMS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} takes {sorted(self.PARAMS)}, got unknown {unknown}.")
+        values = {k: spec["default"] for k, spec in self.PARAMS.items()}
+        values.update(params)
+        for key, value in check_params(self.PARAMS, values, names).items():
+            setattr(self, key, value)
+
+    @classmethod
+    def from_options(cls, options, names=None):
+        """An instance from a dict that may hold other keys (only PARAMS are taken).
+
+        ``names`` maps a parameter to the name the caller's user knows it by
+        (the estimators' ``beta_1``), for error messages.
+        """
+        opt = cls.__new__(cls)
+        opt._set({k: options[k] for k in cls.PARAMS if k in options}, names)
+        return opt
+
+    def params(self):
+        """The hyper-parameters, as a dict (stored in checkpoints and metrics)."""
+        return {k: getattr(self, k) for k in self.PARAMS}
+
+    def hyper_array(self):
+        """The float64 array the compiled rule reads, each value at its named slot."""
+        hyper = np.zeros(N_HYPER, dtype=np.float64)
+        for key, spec in self.PARAMS.items():
+            hyper[spec["slot"]] = float(getattr(self, key))
+        return hyper
+
+    def new_state(self, n_params, dtype):
+        """The optimizer's state, zeroed: shape (n_state, n_params)."""
+        return np.zeros((self.n_state, n_params), dtype=dtype)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.params() == other.params()
+
+    __hash__ = None
 
 
-def new_state(n_params, dtype):
-    """Two state vectors (velocity / first moment, second moment), zeroed."""
-    return np.zeros((2, n_params), dtype=dtype)
+class SGD(Optimizer):
+    """theta <- theta - eta g  (notes 002, 004; torch.optim.SGD)."""
+
+    name, code, n_state = "sgd", SGD_CODE, 0
+    default_learning_rate = 0.1
+    PARAMS = dict(_WEIGHT_DECAY)
+
+
+@njit(**_OPTS)
+def _sgd_rule(theta, grad, state, lr, hyper, t):
+    # notes 002: W <- W - eta dC/dW
+    for i in range(theta.shape[0]):
+        theta[i] -= lr * grad[i]
+
+
+class Momentum(Optimizer):
+    """v <- mu v + g;  theta <- theta - eta v  (torch.optim.SGD(momentum=mu))."""
+
+    name, code, n_state = "momentum", MOMENTUM_CODE, 1
+    default_learning_rate = 0.05
+    PARAMS = {"momentum": dict(kind="real", default=0.9, slot=MU, **_UNIT), **_WEIGHT_DECAY}
+
+
+@njit(**_OPTS)
+def _momentum_rule(theta, grad, state, lr, hyper, t):
+    mu = hyper[MU]
+    v = state[0]
+    for i in range(theta.shape[0]):
+        v[i] = mu * v[i] + grad[i]
+        theta[i] -= lr * v[i]
+
+
+class Nesterov(Momentum):
+    """v <- mu v + g;  theta <- theta - eta (g + mu v)  (torch.optim.SGD(momentum=mu, nesterov=True))."""
+
+    name, code = "nesterov", NESTEROV_CODE
+
+
+@njit(**_OPTS)
+def _nesterov_rule(theta, grad, state, lr, hyper, t):
+    mu = hyper[MU]
+    v = state[0]
+    for i in range(theta.shape[0]):
+        v[i] = mu * v[i] + grad[i]
+        theta[i] -= lr * (grad[i] + mu * v[i])
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (torch.optim.Adam); t counts steps from 1."""
+
+    name, code, n_state = "adam", ADAM_CODE, 2
+    default_learning_rate = 0.01
+    PARAMS = {
+        "beta1": dict(kind="real", default=0.9, slot=BETA1, **_UNIT),
+        "beta2": dict(kind="real", default=0.999, slot=BETA2, **_UNIT),
+        "eps": dict(kind="real", default=1e-8, low=0.0, low_open=True, slot=EPS),
+        **_WEIGHT_DECAY,
+    }
+
+
+@njit(**_OPTS)
+def _adam_rule(theta, grad, state, lr, hyper, t):
+    beta1, beta2, eps = hyper[BETA1], hyper[BETA2], hyper[EPS]
+    m = state[0]
+    v = state[1]
+    step = lr / (1.0 - beta1 ** t)
+    root_bc2 = np.sqrt(1.0 - beta2 ** t)
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
+        theta[i] -= step * (m[i] / (np.sqrt(v[i]) / root_bc2 + eps))
+
+
+class RMSprop(Optimizer):
+    """s <- alpha s + (1-alpha) g^2;  theta <- theta - eta g / (sqrt(s) + eps)  (torch.optim.RMSprop)."""
+
+    name, code, n_state = "rmsprop", RMSPROP_CODE, 1
+    default_learning_rate = 0.01
+    PARAMS = {
+        "alpha": dict(kind="real", default=0.99, slot=ALPHA, **_UNIT),
+        "eps": dict(kind="real", default=1e-8, low=0.0, low_open=True, slot=RMS_EPS),
+        **_WEIGHT_DECAY,
+    }
+
+
+@njit(**_OPTS)
+def _rmsprop_rule(theta, grad, state, lr, hyper, t):
+    alpha, eps = hyper[ALPHA], hyper[RMS_EPS]
+    s = state[0]
+    for i in range(theta.shape[0]):
+        g = grad[i]
+        s[i] = alpha * s[i] + (1.0 - alpha) * g * g
+        theta[i] -= lr * g / (np.sqrt(s[i]) + eps)
+
+
+@njit(**_OPTS)
+def _step(code, theta, grad, state, lr, hyper, t):
+    """Dispatch one step of the optimizer with this code (the only list of rules)."""
+    if code == SGD_CODE:
+        _sgd_rule(theta, grad, state, lr, hyper, t)
+    elif code == MOMENTUM_CODE:
+        _momentum_rule(theta, grad, state, lr, hyper, t)
+    elif code == NESTEROV_CODE:
+        _nesterov_rule(theta, grad, state, lr, hyper, t)
+    elif code == ADAM_CODE:
+        _adam_rule(theta, grad, state, lr, hyper, t)
+    elif code == RMSPROP_CODE:
+        _rmsprop_rule(theta, grad, state, lr, hyper, t)
+
+
+CLASSES = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, RMSprop)}
+NAMES = sorted(CLASSES)
+
+# Every hyper-parameter any optimizer takes, with its default (fit's keywords).
+DEFAULTS = {k: spec["default"] for cls in CLASSES.values() for k, spec in cls.PARAMS.items()}
+
+
+def get_optimizer(spec, options=None, names=None):
+    """An Optimizer from a name (hyper-parameters taken from ``options``) or an instance.
+
+    >>> get_optimizer("adam", {"beta1": 0.8, "momentum": 0.5})
+    Adam(beta1=0.8, beta2=0.999, eps=1e-08, weight_decay=0.0)
+    """
+    if isinstance(spec, Optimizer):
+        return spec
+    name = check_choice("optimizer", spec, CLASSES)
+    return CLASSES[name].from_options(options or {}, names)

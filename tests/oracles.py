@@ -28,6 +28,10 @@ def flat(grads):
 
 # -- naive NumPy network ------------------------------------------------------
 
+# leaky_relu's slope for z < 0: PyTorch's and Keras' default (written here, not
+# imported, so the oracle does not lean on the library).
+LEAKY_SLOPE = 0.01
+
 def g(name, z):
     if name == "sigmoid":
         return 1.0 / (1.0 + np.exp(-z))
@@ -35,6 +39,8 @@ def g(name, z):
         return np.tanh(z)
     if name == "relu":
         return np.maximum(z, 0.0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, LEAKY_SLOPE * z)
     if name == "identity":
         return z.copy()
     if name == "softmax":
@@ -54,6 +60,8 @@ def g_jacobian(name, z):
         d = 1 - a ** 2
     elif name == "relu":
         d = (z > 0).astype(float)
+    elif name == "leaky_relu":
+        d = np.where(z > 0, 1.0, LEAKY_SLOPE)
     else:
         d = np.ones_like(z)
     return np.diag(d)
@@ -145,6 +153,7 @@ def torch_loss_and_gradients(Ws, bs, acts, loss, X, Y, dtype=np.float64):
     for l, act in enumerate(acts):
         z = a @ params[2 * l].T + params[2 * l + 1]
         a = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+             "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, LEAKY_SLOPE),
              "identity": lambda t: t, "softmax": lambda t: torch.softmax(t, dim=1)}[act](z)
     B = a.shape[0]
     if loss == "sse":
@@ -174,6 +183,7 @@ def torch_input_gradient(Ws, bs, acts, x, dtype=np.float64):
     for W, b, act in zip(Ws, bs, acts):
         z = torch.tensor(np.asarray(W), dtype=tdtype) @ a + torch.tensor(np.asarray(b), dtype=tdtype)
         a = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+             "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, LEAKY_SLOPE),
              "identity": lambda t: t, "softmax": lambda t: torch.softmax(t, dim=0)}[act](z)
     (gx,) = torch.autograd.grad(a.sum(), xt)
     return gx.numpy()

@@ -193,7 +193,7 @@ BAD = [
     (["train", "--dataset", "digits", "--layers", "64,10", "--epochs", "0"], "--epochs"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--lr", "-1"], "learning_rate must be > 0"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--lr", "abc"], "--learning-rate"),
-    (["train", "--dataset", "digits", "--layers", "64,10", "--optimizer", "rmsprop"], "--optimizer must be one of"),
+    (["train", "--dataset", "digits", "--layers", "64,10", "--optimizer", "adagrad"], "--optimizer must be one of"),
     (["train", "--dataset", "digits", "--layers", "64,8,10", "--activation", "swish"], "activation must be one of"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--validation-fraction", "1.5"], "--validation-fraction"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--bogus"], "unrecognized arguments"),

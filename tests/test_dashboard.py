@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASV_DIR = os.path.join(ROOT, "asv_bench")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # A few quick benchmarks: one parameterised (a graph per parameter set) and one cold start.
-BENCHES = r"bench_forward\.Forward\.time_kernel_forward|ColdStart\.timeraw_import$"
+BENCHES = r"bench_forward\.DenseLoop\.time_kernel_dense|ColdStart\.timeraw_import$"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
          "--window-size=1400,900", "--virtual-time-budget=8000"]
@@ -77,7 +77,7 @@ def test_asv_quick_run_and_publish(published):
     assert (published / "vendor" / "flot" / "jquery.flot.js").is_file()
     assert (published / "vendor" / "jquery" / "LICENSE.txt").is_file()
     graphs = list((published / "graphs").rglob("*.json"))
-    assert any("time_kernel_forward" in str(p) for p in graphs)
+    assert any("time_kernel_dense" in str(p) for p in graphs)
 
 
 @pytest.fixture()
@@ -117,7 +117,7 @@ def _chromium(args, timeout=120):
 def test_dashboard_draws_graphs_offline(server, tmp_path):
     _chromium_or_skip()
     # The graph page of one parameterised benchmark: flot draws into <canvas> elements.
-    url = server + "#bench_forward.Forward.time_kernel_forward"
+    url = server + "#bench_forward.DenseLoop.time_kernel_dense"
     proc = _chromium(["--dump-dom", url])
     dom = proc.stdout
     assert "<html" in dom, proc.stderr[-2000:]

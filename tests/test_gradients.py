@@ -22,9 +22,9 @@ from oracles import (
     torch_loss_and_gradients,
 )
 
-HIDDEN = ["sigmoid", "tanh", "relu", "identity"]
+HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"]
 # Every (loss, output activation) pair the library accepts.
-PAIRS = [(loss, out) for loss in ("sse", "half_sse", "mse") for out in ("sigmoid", "tanh", "relu", "identity", "softmax")]
+PAIRS = [(loss, out) for loss in ("sse", "half_sse", "mse") for out in ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")]
 PAIRS += [("bce", "sigmoid"), ("cross_entropy", "softmax")]
 
 

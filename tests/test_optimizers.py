@@ -1,6 +1,8 @@
 """Each optimizer step against torch.optim on the same parameters and gradients.
 
-The compiled rule ``_kernels._update`` is called directly with a fixed
+Each optimizer object (``optimizers.SGD``, ``Momentum``, ``Nesterov``,
+``Adam``, ``RMSprop``) owns its hyper-parameters and state; its compiled rule,
+through ``_kernels._update``, is called directly with a fixed
 sequence of gradients; torch gets the same tensors as two parameter groups,
 weights with ``weight_decay`` and biases without (the library decays weights
 only).  float64, step by step, to 1e-12.
@@ -20,6 +22,9 @@ STEPS = 25
 SIZES = [5, 4, 3, 2]
 
 
+NAMES = ["sgd", "momentum", "nesterov", "adam", "rmsprop"]
+
+
 def _torch_optimizer(name, groups, lr, options):
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr)
@@ -27,6 +32,8 @@ def _torch_optimizer(name, groups, lr, options):
         return torch.optim.SGD(groups, lr=lr, momentum=options["momentum"])
     if name == "nesterov":
         return torch.optim.SGD(groups, lr=lr, momentum=options["momentum"], nesterov=True)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, alpha=options["alpha"], eps=options["eps"])
     return torch.optim.Adam(groups, lr=lr, betas=(options["beta1"], options["beta2"]), eps=options["eps"])
 
 
@@ -34,9 +41,10 @@ def _run_both(name, weight_decay, lrs):
     net = MLP(SIZES, activation="tanh", seed=0)
     rng = np.random.default_rng(1)
     net.theta[...] = rng.normal(size=net.theta.shape)
-    options = dict(optimizers.DEFAULTS, momentum=0.8, beta1=0.85, beta2=0.99, eps=1e-7, weight_decay=weight_decay)
-    hyper = optimizers.hyper_array(options)
-    state = optimizers.new_state(net._n_params, np.float64)
+    options = dict(momentum=0.8, beta1=0.85, beta2=0.99, eps=1e-7, alpha=0.9, weight_decay=weight_decay)
+    opt_ours = optimizers.get_optimizer(name, options)
+    hyper = opt_ours.hyper_array()
+    state = opt_ours.new_state(net._n_params, np.float64)
 
     Ws = [torch.tensor(W.copy(), dtype=torch.float64, requires_grad=True) for W in net.weights]
     bs = [torch.tensor(b.copy(), dtype=torch.float64, requires_grad=True) for b in net.biases]
@@ -53,7 +61,7 @@ def _run_both(name, weight_decay, lrs):
         for g in opt.param_groups:
             g["lr"] = lrs[t - 1]
         opt.step()
-        K._update(optimizers.CODES[name], net.theta, grad, state, lrs[t - 1], hyper, t, net._arch)
+        K._update(opt_ours.code, net.theta, grad, state, lrs[t - 1], hyper, t, net._arch)
         for l in range(1, net.n_layers + 1):
             np.testing.assert_allclose(net.W(l), Ws[l - 1].detach().numpy(), rtol=0, atol=TOL,
                                        err_msg=f"{name} W[{l}] after step {t}")
@@ -63,12 +71,12 @@ def _run_both(name, weight_decay, lrs):
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("name", NAMES)
 def test_step_matches_torch(name, weight_decay):
     _run_both(name, weight_decay, [0.05] * STEPS)
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("name", NAMES)
 def test_step_matches_torch_with_changing_lr(name):
     """A schedule changes the learning rate between steps; both follow it the same way."""
     lrs = [0.1 * 0.9 ** (t // 5) for t in range(STEPS)]
@@ -78,8 +86,9 @@ def test_step_matches_torch_with_changing_lr(name):
 def test_adam_state_matches_torch():
     """The moments themselves, not only the parameters."""
     net = MLP([2, 2], seed=0)
-    state = optimizers.new_state(net._n_params, np.float64)
-    hyper = optimizers.hyper_array(optimizers.DEFAULTS)
+    adam = optimizers.Adam()
+    state = adam.new_state(net._n_params, np.float64)
+    hyper = adam.hyper_array()
     p = torch.tensor(net.theta.copy(), requires_grad=True)
     topt = torch.optim.Adam([p], lr=0.01)
     rng = np.random.default_rng(0)
@@ -87,14 +96,14 @@ def test_adam_state_matches_torch():
         g = rng.normal(size=net.theta.shape)
         p.grad = torch.tensor(g.copy())
         topt.step()
-        K._update(optimizers.ADAM, net.theta, g, state, 0.01, hyper, t, net._arch)
+        K._update(adam.code, net.theta, g, state, 0.01, hyper, t, net._arch)
     s = topt.state[p]
     np.testing.assert_allclose(state[0], s["exp_avg"].numpy(), rtol=0, atol=TOL)
     np.testing.assert_allclose(state[1], s["exp_avg_sq"].numpy(), rtol=0, atol=TOL)
     np.testing.assert_allclose(net.theta, p.detach().numpy(), rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("name", NAMES)
 def test_fit_matches_torch_training_loop(name):
     """The whole compiled epoch (no shuffling) against a PyTorch training loop on the same net."""
     rng = np.random.default_rng(2)
@@ -131,9 +140,57 @@ def test_weight_decay_leaves_biases_alone():
     net = MLP([3, 2], seed=0)
     net.theta[...] = np.random.default_rng(0).normal(size=net.theta.shape)
     theta0 = net.theta.copy()
-    state = optimizers.new_state(net._n_params, np.float64)
-    hyper = optimizers.hyper_array(dict(optimizers.DEFAULTS, weight_decay=0.5))
-    K._update(optimizers.SGD, net.theta, np.zeros_like(net.theta), state, 0.1, hyper, 1, net._arch)
+    sgd = optimizers.SGD(weight_decay=0.5)
+    K._update(sgd.code, net.theta, np.zeros_like(net.theta), sgd.new_state(net._n_params, np.float64), 0.1,
+              sgd.hyper_array(), 1, net._arch)
     before = MLP.from_weights([theta0[:6].reshape(2, 3)], [theta0[6:]])
     np.testing.assert_allclose(net.W(1), before.W(1) * (1 - 0.1 * 0.5), rtol=0, atol=1e-15)
     np.testing.assert_array_equal(net.b(1), before.b(1))
+
+
+# -- the optimizer objects -----------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_name_and_object_train_identically(name):
+    """fit(optimizer="adam", beta1=...) and fit(optimizer=Adam(beta1=...)) are the same run, bit for bit."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    options = dict(momentum=0.7, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01)
+    by_name = MLP([4, 5, 1], seed=1)
+    by_name.fit(X, y, epochs=3, batch_size=7, learning_rate=0.02, optimizer=name, seed=0, progress=False, **options)
+    obj = optimizers.get_optimizer(name, dict(options, alpha=0.99))
+    by_object = MLP([4, 5, 1], seed=1)
+    by_object.fit(X, y, epochs=3, batch_size=7, learning_rate=0.02, optimizer=obj, seed=0, progress=False)
+    assert by_name.theta.tobytes() == by_object.theta.tobytes()
+
+
+def test_hyper_parameters_are_read_by_named_slot():
+    """hyper_array puts each value at the slot its rule reads; defaults come from PARAMS."""
+    adam = optimizers.Adam(beta1=0.8, eps=1e-5)
+    hyper = adam.hyper_array()
+    assert hyper[optimizers.BETA1] == 0.8 and hyper[optimizers.BETA2] == 0.999
+    assert hyper[optimizers.EPS] == 1e-5 and hyper[optimizers.WEIGHT_DECAY] == 0.0
+    assert optimizers.RMSprop(alpha=0.5).hyper_array()[optimizers.ALPHA] == 0.5
+    assert optimizers.Momentum(momentum=0.3).hyper_array()[optimizers.MU] == 0.3
+    assert optimizers.Adam().params() == {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
+    assert [optimizers.CLASSES[n]().n_state for n in NAMES] == [0, 1, 1, 2, 1]
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: optimizers.Adam(beta1=1.0), r"beta1 must be < 1.0"),
+    (lambda: optimizers.Adam(eps=0), r"eps must be > 0.0"),
+    (lambda: optimizers.RMSprop(alpha=-0.1), r"alpha must be >= 0.0"),
+    (lambda: optimizers.Momentum(momentum="0.9"), r"momentum must be a real number"),
+    (lambda: optimizers.SGD(weight_decay=-1), r"weight_decay must be >= 0.0"),
+    (lambda: optimizers.Adam(momentum=0.9), r"Adam takes \['beta1', 'beta2', 'eps', 'weight_decay'\]"),
+    (lambda: optimizers.get_optimizer("adagrad"), r"optimizer must be one of"),
+])
+def test_bad_hyper_parameters(make, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        make()
+
+
+def test_estimator_names_in_messages():
+    """Callers with their own names for a hyper-parameter (scikit-learn's beta_1) see those names."""
+    with pytest.raises(ValueError, match=r"beta_1 must be < 1.0"):
+        optimizers.Adam.from_options({"beta1": 1.0}, names={"beta1": "beta_1"})

@@ -2,8 +2,8 @@
 
 import time
 
-from .common import (BATCHES, CONFIGS, DTYPES, EPOCH_SAMPLES, LEARNING_RATE, KernelBuffers, data, matmul_peak,
-                     network, step_flops)
+from .common import (BATCHES, CONFIGS, DTYPES, EPOCH_SAMPLES, LEARNING_RATE, data, matmul_peak, network,
+                     step_flops, workspace)
 
 
 class TrainStep:
@@ -11,18 +11,14 @@ class TrainStep:
     param_names = ["sizes", "batch", "dtype"]
 
     def setup(self, config, B, dtype):
-        from backprop_numba import _kernels as K
-        self.K = K
         self.net = network(config, dtype)
         self.X, self.Y = data(config, B, dtype)
-        self.buf = KernelBuffers(self.net, B)
+        self.ws = workspace(self.net, B)
         self.time_kernel_step()
         self.time_mlp_fit_one_batch()
 
     def _step(self):
-        b, net = self.buf, self.net
-        self.K._train_epoch(net.theta, net._arch, net._loss_code, self.X, self.Y, b.perm, -1, self.X.shape[0],
-                            b.sgd, LEARNING_RATE, b.hyper, b.state, 0, False, b.a, b.z, b.d, b.y, b.grad)
+        self.ws.run_epoch(self.X, self.Y, LEARNING_RATE)
 
     def time_kernel_step(self, *params):
         self._step()
@@ -38,11 +34,9 @@ class StepThroughput:
     param_names = ["sizes", "batch", "dtype"]
 
     def setup(self, config, B, dtype):
-        from backprop_numba import _kernels as K
-        self.K = K
         self.net = network(config, dtype)
         self.X, self.Y = data(config, B, dtype)
-        self.buf = KernelBuffers(self.net, B)
+        self.ws = workspace(self.net, B)
         self.flops = step_flops(config, B)
         self._step()
 

@@ -2,7 +2,8 @@
 
 The networks and batch sizes are those of issue 5 / SPEC section 4 (the same
 grid as benchmarks/compare.py): sigmoid hidden layers, identity output, mean
-squared error, plain SGD.
+squared error, plain SGD.  Benchmarks use public names only (``MLP``,
+``training.Workspace``, ``loops``), so old commits stay measurable.
 """
 
 import functools
@@ -72,15 +73,23 @@ def matmul_peak(dtype="float64", n=1024):
     return 2.0 * n ** 3 / best
 
 
-class KernelBuffers:
-    """What MLP.fit allocates once: the workspaces the compiled kernels fill."""
+def workspace(net, B):
+    """The compiled epoch's low-level entry (public since the structure issue).
 
-    def __init__(self, net, B):
-        from backprop_numba import optimizers
-        self.a, self.z, self.d = net._unit_buffers(B, 3)
-        self.y = np.empty(B * net.layer_sizes[-1], dtype=net.dtype)
-        self.grad = np.empty(net._n_params, dtype=net.dtype)
-        self.perm = np.arange(B, dtype=np.int64)
-        self.state = optimizers.new_state(net._n_params, net.dtype)
-        self.hyper = optimizers.hyper_array(dict(optimizers.DEFAULTS))
-        self.sgd = optimizers.SGD
+    Older commits have no ``backprop_numba.training``: asv skips a benchmark
+    whose setup raises NotImplementedError, so their other results stay.
+    """
+    try:
+        from backprop_numba.training import Workspace
+    except ImportError:
+        raise NotImplementedError("backprop_numba.training.Workspace is not in this commit") from None
+    return Workspace(net, B, "sgd")
+
+
+def public_loops():
+    """backprop_numba.loops (the three matrix-shaped loops), or a skip on commits without it."""
+    try:
+        from backprop_numba import loops
+    except ImportError:
+        raise NotImplementedError("backprop_numba.loops is not in this commit") from None
+    return loops

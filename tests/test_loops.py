@@ -1,0 +1,111 @@
+"""Each blocked loop against its one-loop reference form, over awkward shapes.
+
+The register- and cache-blocked loops of ``_kernels.py`` (4x4 tiles, sample
+and input blocks, the dot-product form of dC/dW) must equal the plain loops
+kept beside them (``_dense_reference``, ``_backprop_linear_reference``,
+``_outer_sum_reference``) to rounding, whatever the remainders of the tiles
+and blocks; the public wrappers in ``backprop_numba.loops`` run the same
+kernels.
+"""
+
+import numpy as np
+import pytest
+
+from backprop_numba import _kernels as K
+from backprop_numba import loops
+
+# Batch sizes and widths around every tile (4), block (64 samples, 128 inputs)
+# and path threshold (16 samples, 64 units for the dot-product dC/dW).
+BATCHES = [1, 2, 3, 5, 15, 16, 17, 63, 65, 129]
+WIDTHS = [(1, 1), (3, 7), (7, 3), (10, 16), (17, 5), (64, 65), (65, 64), (129, 130), (300, 70)]
+RTOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def _data(B, n_in, n_out, dtype, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((n_out, n_in)).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    A = rng.standard_normal((B, n_in)).astype(dtype)
+    D = rng.standard_normal((B, n_out)).astype(dtype)
+    return W, b, A, D
+
+
+def _close(fast, ref, dtype, scale):
+    np.testing.assert_allclose(fast, ref, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_in,n_out", WIDTHS)
+def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
+    for i, B in enumerate(BATCHES):
+        W, b, A, D = _data(B, n_in, n_out, dtype, seed=1000 * n_in + n_out + i)
+        # z = W a + b
+        z_fast, z_ref = np.empty((B, n_out), dtype), np.empty((B, n_out), dtype)
+        K._dense_units(W, b, A, z_fast, 0, n_out)
+        K._dense_reference(W, b, A, z_ref)
+        _close(z_fast, z_ref, dtype, np.sqrt(n_in))
+        # W^T delta
+        o_fast, o_ref = np.empty((B, n_in), dtype), np.empty((B, n_in), dtype)
+        K._backprop_linear(W, D, o_fast)
+        K._backprop_linear_reference(W, D, o_ref)
+        _close(o_fast, o_ref, dtype, np.sqrt(n_out))
+        # dC/dW = delta a^T summed over samples, both blocked forms
+        scale = dtype(1.0 / B)
+        g_ref = np.empty((n_out, n_in), dtype)
+        K._outer_sum_reference(D, A, scale, g_ref)
+        g_rows = np.empty((n_out, n_in), dtype)
+        K._outer_sum_units(D, A, scale, g_rows, 0, n_out)
+        _close(g_rows, g_ref, dtype, 1.0)
+        scratch = np.empty(B * (n_in + n_out), dtype)
+        g_dot = np.empty((n_out, n_in), dtype)
+        K._outer_sum_dot_units(K._transpose_into(D, scale, scratch, n_in * B),
+                               K._transpose_into(A, dtype(1), scratch, 0), g_dot, 0, n_out)
+        _close(g_dot, g_ref, dtype, 1.0)
+
+
+def test_reference_forms_against_numpy():
+    """The reference forms are the equations: NumPy's products give the same numbers."""
+    W, b, A, D = _data(7, 5, 3, np.float64, seed=0)
+    z = np.empty((7, 3))
+    K._dense_reference(W, b, A, z)
+    np.testing.assert_allclose(z, A @ W.T + b, rtol=1e-13)
+    out = np.empty((7, 5))
+    K._backprop_linear_reference(W, D, out)
+    np.testing.assert_allclose(out, D @ W, rtol=1e-13)
+    g = np.empty((3, 5))
+    K._outer_sum_reference(D, A, 0.5, g)
+    np.testing.assert_allclose(g, 0.5 * D.T @ A, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_public_loops(dtype):
+    W, b, A, D = _data(33, 70, 65, dtype, seed=3)
+    _close(loops.dense(W, b, A), A.astype(np.float64) @ W.T.astype(np.float64) + b, dtype, 10)
+    _close(loops.dense_transpose(W, D), D.astype(np.float64) @ W.astype(np.float64), dtype, 10)
+    _close(loops.outer_sum(D, A, scale=0.25), 0.25 * D.T.astype(np.float64) @ A, dtype, 10)
+    Z = np.empty((33, 65), dtype)
+    assert loops.dense(W, b, A, Z) is Z
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: loops.dense(np.ones((3, 2)), np.ones(3), np.ones((4, 5))), ValueError, r"A must have shape \(4, 2\)"),
+    (lambda: loops.dense(np.ones((3, 2)), np.ones(2), np.ones((4, 2))), ValueError, r"b must be a \(3,\) array"),
+    (lambda: loops.dense(np.ones((3, 2), np.float32), np.ones(3, np.float32), np.ones((4, 2))), TypeError,
+     r"A must have dtype float32"),
+    (lambda: loops.dense_transpose(np.ones((3, 2)), np.ones((4, 3)), np.ones((4, 3))), ValueError,
+     r"OUT must have shape \(4, 2\)"),
+    (lambda: loops.outer_sum(np.ones((4, 3)), np.ones((4, 2))[:, ::-1]), ValueError, r"A must be C-contiguous"),
+    (lambda: loops.outer_sum(np.ones((4, 3)), np.ones((4, 2)), scratch=np.ones(3)), ValueError,
+     r"scratch must be"),
+    (lambda: loops.dense([[1.0]], np.ones(1), np.ones((1, 1))), ValueError, r"W must be a 2-D NumPy array"),
+])
+def test_public_loops_refuse_bad_arrays(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_tile_is_not_a_knob():
+    """The tiles are unrolled by hand for 4x4: the constant says so and the import checks it."""
+    import inspect
+    assert K.TILE == 4
+    assert "if TILE != 4" in inspect.getsource(K)
