@@ -43,10 +43,15 @@ environment (and says so); ``--quick`` (tests, CI) never touches them, nor does
 ``--keep-openblas-env``.  The header names the BLAS kernel(s) threadpoolctl
 reports.
 
-    python benchmarks/compare.py                 # full grid (10-20 minutes on 2 cores, torch.compile included)
+    python benchmarks/compare.py                 # full grid: about 20-40 minutes on an idle 2-core machine
+                                                 # (torch.compile takes ~15-50 s to compile each point)
     python benchmarks/compare.py --quick         # small grid, short budgets (CI, well under a minute)
     python benchmarks/compare.py --threads 1     # every framework on one thread
     python benchmarks/compare.py --peers jax,numpy --no-torch-compile --budget 0.3
+
+Run it on an otherwise idle machine: with other processes busy, every framework
+with a spinning thread pool (OpenMP in torch and OpenBLAS) slows down by large and
+erratic factors; the load average at the start and end is in the header.
 
 Timing: each variant's first call is the warm-up (compilation) and the
 validation; then calls are repeated until ``--budget`` seconds (at least 3
@@ -162,7 +167,7 @@ FULL = dict(
     f32_networks=[[784, 128, 64, 10], [784, 512, 512, 10]], f32_batches=[32, 256],
     grad_network=[784, 128, 64, 1],
     epoch_flops=1.5e9,       # work per epoch: N ~ this / flops per sample ...
-    max_samples=16384,       # ... at most this many samples ...
+    max_samples=8192,        # ... at most this many samples ...
     min_steps=8,             # ... and at least this many steps
     budget=1.0, max_repeats=300,
     loop_networks=[[784, 512, 512, 10], [784, 128, 64, 10]], loop_batch=256, loop_budget=0.3,

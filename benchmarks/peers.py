@@ -24,6 +24,14 @@ returns grad_x a[L](x) for a network with one output, one sample x.
 import numpy as np
 
 
+def _blas_threads():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 1
+    return max([d.get("num_threads", 1) for d in threadpool_info() if d.get("user_api") == "blas"] or [1])
+
+
 class NotApplicable(Exception):
     """A variant that is not worth running at this point (e.g. unrolling the scan of a large network)."""
 
@@ -44,7 +52,8 @@ class NumPyPeer:
     """NumPy by hand.  Per step: no allocation; every product is ``np.matmul(..., out=)`` on
     preallocated buffers (transposes are views, so BLAS sees a transpose flag, not a copy), the
     sigmoid and the updates are in-place ufuncs.  Its BLAS is whatever NumPy loaded (see the
-    report header for the kernel threadpoolctl names)."""
+    report header for the kernel threadpoolctl names), with its default threads and, as a second
+    variant, limited to one thread (``threadpool_limits(1, user_api="blas")``) for the epoch."""
 
     name = "numpy"
 
@@ -52,7 +61,19 @@ class NumPyPeer:
         return True, f"numpy {np.__version__}"
 
     def variants(self, quick=False):
-        return {"numpy (preallocated, matmul out=)": self._make}
+        v = {"numpy (preallocated, matmul out=)": self._make}
+        if _blas_threads() > 1:
+            v["numpy (preallocated, 1 BLAS thread)"] = self._make_one_thread
+        return v
+
+    def _make_one_thread(self, params, X, Y, B, lr):
+        from threadpoolctl import threadpool_limits
+        run, get = self._make(params, X, Y, B, lr)
+
+        def run1():
+            with threadpool_limits(1, user_api="blas"):
+                run()
+        return run1, get
 
     @staticmethod
     def _make(params, X, Y, B, lr):
@@ -264,7 +285,9 @@ class TorchPeer:
     """PyTorch on CPU, parameters as leaf tensors, forward ``torch.addmm`` + ``torch.sigmoid``,
     ``mse_loss``.  ``eager + optim.SGD``: ``backward()`` then ``torch.optim.SGD(foreach=True).step()``
     and ``zero_grad(set_to_none=True)``.  ``eager + no_grad update``: ``torch.autograd.grad`` then
-    ``torch._foreach_add_(params, grads, alpha=-lr)`` under ``torch.no_grad()``.  ``torch.compile``:
+    ``torch._foreach_add_(params, grads, alpha=-lr)`` under ``torch.no_grad()``; the same with
+    ``torch.set_num_threads(1)`` for the epoch (small ops do not gain from torch's thread pool, and
+    with any other load on the machine its OpenMP threads cost far more than they give).  ``torch.compile``:
     the whole step (``torch.func.grad`` and the in-place foreach update) compiled with
     ``torch.compile(dynamic=False)``; it is skipped, with a note, when it fails or under
     ``--quick`` / ``--no-torch-compile``."""
@@ -288,6 +311,8 @@ class TorchPeer:
 
     def variants(self, quick=False):
         v = {"torch eager + optim.SGD": self._make_optim, "torch eager + no_grad update": self._make_manual}
+        if self.torch.get_num_threads() > 1:
+            v["torch eager + no_grad update, 1 thread"] = self._make_manual_one_thread
         if self.compile and not quick:
             v["torch.compile(step)"] = self._make_compiled
         return v
@@ -347,6 +372,19 @@ class TorchPeer:
                 with torch.no_grad():
                     torch._foreach_add_(ps, grads, alpha=-lr)
         return run, self._getter(Ws, bs)
+
+    def _make_manual_one_thread(self, params, X, Y, B, lr):
+        torch = self.torch
+        run, get = self._make_manual(params, X, Y, B, lr)
+
+        def run1():
+            n = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                run()
+            finally:
+                torch.set_num_threads(n)
+        return run1, get
 
     def _make_compiled(self, params, X, Y, B, lr):
         torch = self.torch
