@@ -754,14 +754,12 @@ def run(args):
         if mod in sys.modules:
             machine[mod] = getattr(sys.modules[mod], "__version__", "?")
 
-    epoch_rows = [r for r in rows if r["kind"] == "epoch" and "ratio" in r]
     summary = {}
     for kind in ("epoch", "step"):
         rs = [r for r in rows if r["kind"] == kind and "ratio" in r]
         if rs:
             summary[kind] = {"points": len(rs), "faster": sum(r["ratio"] > 1 for r in rs),
                              "geomean_ratio": math.exp(sum(math.log(r["ratio"]) for r in rs) / len(rs))}
-    del epoch_rows
     return {"machine": machine, "quick": bool(args.quick), "threads": args.threads, "peak_flops": peak,
             "peers": notes, "library": LIBRARY, "ours": OURS, "learning_rate": LR, "rows": rows, "loops": loops,
             "cold_start": cold, "summary": summary, "failures": runner.failures,
@@ -859,12 +857,13 @@ def _loops_lines(loops):
 def markdown(result):
     m = result["machine"]
     load = lambda x: ", ".join(f"{v:.2f}" for v in x) if x else "?"  # noqa: E731
-    blas = "; ".join(", ".join(f"{k} {d[k]}" for k in ("loaded_by", "internal_api", "version", "architecture", "num_threads",
-                                                                 "threading_layer") if k in d) for d in m["blas"])
+    blas_keys = ("loaded_by", "internal_api", "version", "architecture", "num_threads", "threading_layer")
+    blas = "; ".join(", ".join(f"{k} {d[k]}" for k in blas_keys if k in d) for d in m["blas"])
     vers = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy", "numba", "jax", "jaxlib", "torch", "threadpoolctl")
                      if k in m)
     lines = [
-        f"# backprop_numba against its peers at their best{' (QUICK run: small grid, short budgets)' if result['quick'] else ''}",
+        "# backprop_numba against its peers at their best" +
+        (" (QUICK run: small grid, short budgets)" if result["quick"] else ""),
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores; CPU flags: {' '.join(m['flags']) or '?'}; "
         f"caches: {', '.join(f'{k} {v}' for k, v in m['caches'].items()) or '?'}.",
@@ -872,8 +871,9 @@ def markdown(result):
         f"- Numba: {m['numba_threads']} threads, threading layer {m['threading_layer']} "
         f"(requested: {m['threading_layer_requested']}); --threads {result['threads']}.",
         f"- BLAS (threadpoolctl): {blas}. {m['openblas_env']}.",
-        f"- NumPy matmul peak (1024x1024, NumPy's threads as in this run): float64 {result['peak_flops']['float64'] / 1e9:.1f} "
-        f"GFLOP/s, float32 {result['peak_flops']['float32'] / 1e9:.1f} GFLOP/s.",
+        "- NumPy matmul peak (1024x1024, NumPy's threads as in this run): "
+        f"float64 {result['peak_flops']['float64'] / 1e9:.1f} GFLOP/s, "
+        f"float32 {result['peak_flops']['float32'] / 1e9:.1f} GFLOP/s.",
         f"- Load average at start {load(m['loadavg_start'])}, at end {load(m['loadavg_end'])}; {m['time_utc']} UTC; "
         f"run took {result['elapsed_s']:.0f} s.",
         "- Peers: " + "; ".join(f"{k}: {v}" for k, v in result["peers"].items()) + ".",
