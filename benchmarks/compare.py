@@ -916,17 +916,18 @@ def markdown(result):
     lines += ["## Validation (worst over the points)", "",
               "Parameters after the first call (one step, or one epoch) against backprop_numba's: relative "
               "difference of the loss they give (in float64) and of the update itself.", "",
-              "| variant | worst loss rel. diff. | worst update rel. diff. | invalid at |", "|---|---|---|---|"]
+              "| variant | dtype | worst loss (gradient) rel. diff. | worst update rel. diff. | invalid at |",
+              "|---|---|---|---|---|"]
     worst = {}
     for r in result["rows"]:
         for n, v in r["validation"].items():
-            w = worst.setdefault(n, {"loss": 0.0, "upd": 0.0, "bad": []})
+            w = worst.setdefault((n, r["dtype"]), {"loss": 0.0, "upd": 0.0, "bad": []})
             w["loss"] = max(w["loss"], v.get("loss_rel", v.get("grad_rel", 0.0)))
             w["upd"] = max(w["upd"], v.get("update_rel", 0.0))
             if not v["ok"]:
                 w["bad"].append(f"{r['kind']} {r['network']} B={r['batch']} {r['dtype']}")
-    for n, w in worst.items():
-        lines.append(f"| {n} | {w['loss']:.1e} | {w['upd']:.1e} | {', '.join(w['bad']) or '-'} |")
+    for (n, dname), w in sorted(worst.items(), key=lambda kv: kv[0][1], reverse=True):
+        lines.append(f"| {n} | {dname} | {w['loss']:.1e} | {w['upd']:.1e} | {', '.join(w['bad']) or '-'} |")
     if result["failures"]:
         lines += ["", "Failures:", ""] + [f"- {f}" for f in result["failures"]]
     return "\n".join(lines) + "\n"
