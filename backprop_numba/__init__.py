@@ -6,6 +6,12 @@ are in ``backprop_numba.optimizers`` (``Adam(beta1=0.8)``), the training loop an
 its low-level ``Workspace`` in ``backprop_numba.training``.
 """
 
+# First, before any @njit(cache=True) kernel is defined: make sure numba has a
+# writable place for its compile cache (see _cache.py).
+from ._cache import ensure_cache_location as _ensure_cache_location
+
+_ensure_cache_location()
+
 from .gradcheck import GradientCheck, check_gradients
 from .mlp import MLP, DivergenceError
 

@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from .activations import _activate, _backprop_activation
-from .losses import _loss_sum, _output_delta
+from .losses import _count_correct, _loss_sum, _output_delta
 from .optimizers import WEIGHT_DECAY, _step
 
 # No "nnan"/"ninf": the finiteness checks below must survive, and no "afn":
@@ -591,24 +591,37 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
 
 
 @njit(**OPTS)
-def _loss_and_gradients(theta, arch, loss, X, Y, a_buf, z_buf, d_buf, grad):
-    """Mean loss over the batch X, Y; fills grad (laid out like theta) with its gradient."""
+def _weight_sum(w, B):
+    """sum_s w_s over a batch of B samples (B when w is empty: unweighted)."""
+    if w.shape[0] == 0:
+        return float(B)
+    total = 0.0
+    for s in range(B):
+        total += w[s]
+    return total
+
+
+@njit(**OPTS)
+def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d_buf, grad):
+    """Weighted mean loss sum_s w_s C_s / sum_s w_s over the batch X, Y (SW empty: the plain mean);
+    fills grad (laid out like theta) with its gradient."""
     B = X.shape[0]
     L = arch.shape[1] - 1
     rows = np.arange(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
     _forward(theta, arch, a_buf, z_buf, B)
     a_L = _rows(a_buf, arch, L, B)
-    value = _loss_sum(loss, a_L, _rows(z_buf, arch, L, B), Y) / B
-    _output_delta(loss, arch[ACT, L], a_L, Y, _rows(d_buf, arch, L, B))
+    w_total = _weight_sum(SW, B)
+    value = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), Y, SW) / w_total
+    _output_delta(loss, loss_param, arch[ACT, L], a_L, Y, SW, _rows(d_buf, arch, L, B))
     _backward(theta, arch, a_buf, d_buf, B)
-    _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad, z_buf)
+    _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf)
     return value
 
 
 @njit(**OPTS)
-def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
-    """Mean loss over all samples of X, Y (forward passes only, `chunk` samples at a time)."""
+def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk):
+    """Weighted mean loss over all samples of X, Y (forward passes only, `chunk` samples at a time)."""
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
     rows = np.arange(total_rows)
@@ -618,8 +631,9 @@ def _loss_value(theta, arch, loss, X, Y, a_buf, z_buf, chunk):
         _load_inputs(X, rows, start, B, arch, a_buf)
         _forward(theta, arch, a_buf, z_buf, B)
         y = Y[start:start + B]
-        total += _loss_sum(loss, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y)
-    return total / total_rows
+        w = SW[start:start + B] if SW.shape[0] != 0 else SW
+        total += _loss_sum(loss, loss_param, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y, w)
+    return total / _weight_sum(SW, total_rows)
 
 
 # --------------------------------------------------------------------------
@@ -688,54 +702,89 @@ def _shuffle(perm, seed):
         perm[i], perm[j] = perm[j], perm[i]
 
 
-@njit(**OPTS)
-def _train_epoch(theta, arch, loss, X, Y, perm, shuffle_seed, batch_size, opt, lr, hyper, state, t,
-                 skip_nonfinite, a_buf, z_buf, d_buf, y_buf, grad):
-    """One epoch of mini-batch gradient descent, entirely in compiled code.
+# Slots of the running sums a training call carries over (acc, float64).
+LOSS_SUM, CORRECT, WEIGHT_SUM = 0, 1, 2
+N_ACC = 3
 
-    Shuffles perm (when shuffle_seed >= 0), then for each mini-batch of
-    perm: forward, loss, delta[L], delta recursion, gradients of the batch
-    mean, and one optimizer step.  The last batch may be smaller.  All buffers
-    are allocated by the caller, once per fit.
+
+@njit(**OPTS)
+def _load_weights(SW, rows, start, B, w_buf):
+    """Sample weights SW[rows[start:start+B]] into w_buf (SW empty, unweighted: returned as it is)."""
+    if SW.shape[0] == 0:
+        return SW
+    w = w_buf[:B]
+    for s in range(B):
+        w[s] = SW[rows[start + s]]
+    return w
+
+
+@njit(**OPTS)
+def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, batch_size, opt, lr, hyper, state,
+                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc):
+    """Mini-batches first <= i < last of an epoch, entirely in compiled code.
+
+    Batch i holds the rows perm[i * batch_size : (i + 1) * batch_size] (the
+    last may be smaller; the caller shuffles perm, see _shuffle).  For each:
+    forward, loss, delta[L], delta recursion, gradients of the batch's
+    (weighted) mean loss, and one optimizer step.  SW holds one weight per row
+    of X (empty: unweighted); a batch whose weights are all 0 takes no step.
+    A whole epoch is one call (first = 0, last = the number of batches); the
+    Python layer may cut it into calls to return often enough for Ctrl-C and
+    a progress bar: acc carries the running sums across calls
+    (acc[LOSS_SUM] += sum_s w_s C_s, acc[WEIGHT_SUM] += sum_s w_s,
+    acc[CORRECT] += weighted correct classifications, counted on each batch
+    before its step), added in batch order, so the sums do not depend on
+    where an epoch was cut.
 
     A mini-batch whose loss or gradient is not finite gets no update: with
-    skip_nonfinite the epoch goes on to the next batch, otherwise it stops
+    skip_nonfinite the call goes on to the next batch, otherwise it stops
     there, so theta keeps the last finite parameters.
 
-    Returns (sum of per-sample losses over the batches used, samples used,
-    optimizer steps taken, batches skipped, status).
+    Returns (batches done, samples used, optimizer steps taken, batches
+    skipped, status); t counts the optimizer steps taken before this call.
     """
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
-    if shuffle_seed >= 0:
-        _shuffle(perm, shuffle_seed)
-    total = 0.0
+    total, correct, weights = acc[LOSS_SUM], acc[CORRECT], acc[WEIGHT_SUM]
     seen = 0
     steps = 0
     skipped = 0
-    for start in range(0, total_rows, batch_size):
+    status = OK
+    i = first
+    while i < last:
+        start = i * batch_size
         B = min(batch_size, total_rows - start)
+        i += 1
+        w = _load_weights(SW, perm, start, B, w_buf)
+        w_total = _weight_sum(w, B)
+        if w_total == 0.0:
+            continue  # every sample of the batch weighs 0: nothing to learn from it
         _load_inputs(X, perm, start, B, arch, a_buf)
         y = _load_targets(Y, perm, start, B, y_buf)
         _forward(theta, arch, a_buf, z_buf, B)
         a_L = _rows(a_buf, arch, L, B)
-        batch_loss = _loss_sum(loss, a_L, _rows(z_buf, arch, L, B), y)
+        batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y, w)
         status = OK
         if not np.isfinite(batch_loss):
             status = NONFINITE_LOSS
         else:
-            _output_delta(loss, arch[ACT, L], a_L, y, _rows(d_buf, arch, L, B))
+            _output_delta(loss, loss_param, arch[ACT, L], a_L, y, w, _rows(d_buf, arch, L, B))
             _backward(theta, arch, a_buf, d_buf, B)
-            _weight_gradients(arch, a_buf, d_buf, B, 1.0 / B, grad, z_buf)
+            _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf)
             if not _all_finite(grad):
                 status = NONFINITE_GRADIENT
         if status != OK:
             if skip_nonfinite:
                 skipped += 1
+                status = OK
                 continue
-            return total, seen, steps, skipped, status
+            i -= 1  # this batch was not done
+            break
+        correct += _count_correct(loss, a_L, y, w)
         _update(opt, theta, grad, state, lr, hyper, t + steps + 1, arch)
         total += batch_loss
+        weights += w_total
         seen += B
         steps += 1
-    return total, seen, steps, skipped, OK
+    acc[LOSS_SUM], acc[CORRECT], acc[WEIGHT_SUM] = total, correct, weights
+    return i - first, seen, steps, skipped, status

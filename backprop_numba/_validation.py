@@ -5,6 +5,7 @@ Messages follow one pattern, ``<param> must be <expected>, got <actual>.``;
 Kernels are only ever called with what these functions return.
 """
 
+import collections.abc
 import numbers
 import operator
 import os
@@ -46,11 +47,21 @@ def check_int(name, value, minimum=None):
     return value
 
 
+def _to_float(name, value):
+    """float(value), or a ValueError naming the parameter for an integer beyond the float range."""
+    try:
+        return float(value)
+    except OverflowError:  # float(10**400)
+        digits = len(str(abs(int(value))))
+        raise ValueError(f"{name} must be a finite number within the float range (about 1.8e308), "
+                         f"got an integer of {digits} digits.") from None
+
+
 def check_float(name, value, low=None, high=None, low_open=False, high_open=False):
     """Return value as a finite Python float within the given bounds."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_describe(value)}.")
-    value = float(value)
+    value = _to_float(name, value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}.")
     if low is not None and (value < low or (low_open and value == low)):
@@ -104,7 +115,7 @@ def check_params(constraints, values, names=None):
         elif kind == "int":
             out[key] = check_int(shown, value, minimum=spec.get("minimum"))
         elif kind == "bool":
-            out[key] = check_bool(shown, value)
+            out[key] = check_bool(shown, value, allow_none=spec.get("allow_none", False))
         elif kind == "choice":
             out[key] = check_choice(shown, value, spec["options"])
         else:  # pragma: no cover - a mistake in a table, not in user input
@@ -166,10 +177,70 @@ def check_dtype(dtype):
     raise ValueError(f"dtype must be float32 or float64, got {dt}.")
 
 
-def check_layer_sizes(sizes):
-    """Return layer sizes as a list of ints: at least 2 layers, each >= 1."""
+def _available_memory():
+    """Bytes this process can still allocate, as far as the system says; None when it does not say.
+
+    The smallest of MemAvailable (/proc/meminfo; os.sysconf's available pages
+    elsewhere) and the room left under a cgroup memory limit (containers).
+    """
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+            if limit != "max" and int(limit) < 2**60:  # cgroup v1 writes a huge number for "no limit"
+                found.append(max(int(limit) - usage, 0))
+        except (OSError, ValueError):
+            pass
+    return min(found) if found else None
+
+
+def _bytes(n):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+# Networks below this many bytes of parameters are never checked against the available memory.
+_MEMORY_CHECK_FROM = 1 << 24
+
+
+def check_layer_sizes(sizes, itemsize=4):
+    """Return layer sizes as a list of ints: at least 2 layers, each >= 1, parameters that fit in memory.
+
+    sizes must be an ordered sequence (list, tuple, range, 1-D array); a set
+    or a mapping has no order to read layers from.  The parameters
+    (``itemsize`` bytes each: 4 for float32, the least any network needs) are
+    compared with the memory available now, before anything is allocated.
+    """
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
         raise TypeError(f"layer_sizes must be a sequence of integers, got {_describe(sizes)}.")
+    if isinstance(sizes, (collections.abc.Set, collections.abc.Mapping)):
+        raise TypeError(f"layer_sizes must be an ordered sequence of integers (list, tuple or 1-D array), got a "
+                        f"{type(sizes).__name__} {_describe(sizes)}, which has no defined order.")
+    if isinstance(sizes, np.ndarray) and sizes.ndim != 1:
+        if sizes.ndim == 0:
+            raise TypeError(f"layer_sizes must be a sequence of integers (list, tuple or 1-D array, e.g. "
+                            f"[3, 4, 1]), got a 0-d array {_describe(sizes)}.")
+        raise ValueError(f"layer_sizes must be a 1-D sequence of integers, got an array of shape {sizes.shape}.")
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes must have at least 2 layers (input and output), got {sizes}.")
@@ -183,22 +254,113 @@ def check_layer_sizes(sizes):
     n_params = sum(out[l] * out[l - 1] + out[l] for l in range(1, len(out)))
     if n_params > MAX_PARAMETERS:
         raise ValueError(f"layer_sizes must describe at most 2**40 parameters, got {out} ({n_params} parameters).")
+    need = n_params * itemsize
+    if need >= _MEMORY_CHECK_FROM:
+        available = _available_memory()
+        if available is not None and need > available:
+            raise ValueError(f"layer_sizes must describe a network whose parameters fit in memory, got {out}: "
+                             f"{n_params:,} parameters need at least {_bytes(need)} ({itemsize} bytes each), "
+                             f"and {_bytes(available)} is available.")
     return out
+
+
+def _library(X):
+    """The top-level package that defined type(X) ('torch', 'scipy', 'pandas', ...)."""
+    return (type(X).__module__ or "").split(".")[0]
+
+
+def _foreign_array(name, X):
+    """X converted from another library's container, or a TypeError/ValueError saying how to convert it.
+
+    Recognised by the module of the type, so torch, scipy and pandas are never imported here.
+    """
+    lib = _library(X)
+    if lib == "torch":
+        if getattr(X, "requires_grad", False):
+            raise TypeError(f"{name} must be an array of numbers, got a torch tensor with requires_grad=True "
+                            f"(shape {tuple(X.shape)}): pass {name}.detach().cpu().numpy().")
+        try:
+            return np.asarray(X)
+        except (TypeError, RuntimeError, ValueError) as exc:  # a GPU tensor, ...
+            raise TypeError(f"{name} must be an array of numbers, got a torch tensor NumPy cannot read "
+                            f"({exc}): pass {name}.detach().cpu().numpy().") from None
+    if lib == "scipy" and hasattr(X, "toarray"):
+        raise TypeError(f"{name} must be a dense array, got a scipy.sparse {type(X).__name__} of shape "
+                        f"{getattr(X, 'shape', '?')}: convert it with {name}.toarray() (networks here take "
+                        "dense input).")
+    if lib == "pandas" and hasattr(X, "isna"):
+        arr = np.asarray(X)
+        if arr.dtype != object:
+            return arr
+        if bool(np.asarray(X.isna()).any()):
+            raise ValueError(f"{name} must hold numbers only, got a pandas {type(X).__name__} with missing "
+                             f"values (pd.NA/None): drop or fill them first, e.g. {name}.dropna() or "
+                             f"{name}.fillna(0), then pass {name}.to_numpy(dtype=float).")
+        dtypes = X.dtypes if hasattr(X.dtypes, "__iter__") else [X.dtypes]
+        if all(getattr(dt, "kind", "O") in "iuf" for dt in dtypes):  # nullable Int64/Float64 columns
+            return X.to_numpy(dtype=np.float64)
+        raise TypeError(f"{name} must hold real numbers (float or int), got a pandas {type(X).__name__} with "
+                        f"column dtypes {sorted({str(dt) for dt in dtypes})}: convert it with "
+                        f"{name}.to_numpy(dtype=float) after encoding non-numeric columns.")
+    return None
 
 
 def _as_numeric(name, X):
     """X as a NumPy array of a real numeric kind, or a TypeError."""
     if isinstance(X, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string.")
-    try:
-        arr = np.asarray(X)
-    except (ValueError, TypeError, OverflowError) as exc:  # ragged nested sequences
-        raise ValueError(f"{name} must be a rectangular numeric array, got {type(X).__name__} ({exc}).") from None
+    if isinstance(X, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(X))
+        raise TypeError(f"{name} must be a plain array, got a numpy masked array ({masked} masked values): the "
+                        f"values under its mask would be used as they are. Pass {name}.filled(value), or drop "
+                        f"the masked rows first (e.g. {name}[~np.ma.getmaskarray({name}).any(axis=1)].data).")
+    arr = _foreign_array(name, X) if _library(X) in ("torch", "scipy", "pandas") else None
+    if arr is None:
+        try:
+            arr = np.asarray(X)
+        except (ValueError, TypeError, OverflowError) as exc:  # ragged nested sequences
+            raise ValueError(f"{name} must be a rectangular numeric array, got {type(X).__name__} ({exc}).") from None
+    if arr.dtype == object and not isinstance(X, np.ndarray) and arr.size and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in arr.flat):
+        # Lists of Python ints beyond int64 (10**20, 10**400): as floats if they fit, else a ValueError.
+        # (An explicit object ndarray stays refused below, whatever it holds.)
+        try:
+            arr = arr.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} must hold numbers within the float range (about 1.8e308), got an "
+                             "integer too large for a float.") from None
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype {arr.dtype}.")
     if arr.dtype.kind == "b":
         raise TypeError(f"{name} must hold real numbers (float or int), got dtype bool.")
     return arr
+
+
+def check_output_path(name, path):
+    """Return path (a str) if a file can be written there; for use before long work starts.
+
+    The same rules as ``io.save_arrays``, checked without writing anything: a
+    symbolic link counts as its target; an existing directory or a path ending
+    in ``/`` raises ValueError, a missing folder FileNotFoundError, a folder or
+    an existing file that the caller may not write PermissionError (root may
+    write anything, as with ``open``).
+    """
+    path = check_path(name, path)
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise ValueError(f"{name} must be a file path, got {path!r}, which names a folder (it ends with {path[-1]!r}).")
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise ValueError(f"{name} must be a file path, got a directory: {path}.")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ValueError(f"{name} must be a regular file (or a new one), got {path}, which is neither.")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{name} must be in an existing folder, got {path} (folder {folder} does not exist).")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        raise PermissionError(f"{name} must be a writable file, got {path}, which is read-only.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{name} must be in a writable folder, got {path} (folder {folder} is not writable).")
+    return path
 
 
 def _kernel_array(arr, dtype):
@@ -290,6 +452,8 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
     out = _kernel_array(arr, dtype)
     if not np.isfinite(out).all():
         raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
+    if loss == "poisson" and out.min() < 0:
+        raise ValueError(f"{name} must be counts or rates >= 0 for loss='poisson', got a minimum of {out.min()}.")
     if loss == "bce" and (out.min() < 0 or out.max() > 1):
         raise ValueError(f"{name} must lie in [0, 1] for loss='bce', got values in [{out.min()}, {out.max()}].")
     if loss == "cross_entropy":
@@ -305,3 +469,125 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
 
 OVERFLOW_HINT = ("The inputs or the parameters are too large for the network's dtype: rescale X "
                  "(e.g. standardise it), or check the weights.")
+
+
+# -- the network's own description (MLP, MLP.from_weights, model files) ---------
+
+def check_network(layer_sizes, activation, output_activation, loss, dtype, huber_delta, losses, hidden_names,
+                  output_names):
+    """(sizes, activations of layers 1..L, loss, dtype, huber_delta) of a valid network description.
+
+    ``losses`` is the loss registry module (its CODES, DEFAULT_OUTPUT,
+    REQUIRED_OUTPUT), passed in to keep this module free of the registries.
+    """
+    sizes = check_layer_sizes(layer_sizes)
+    loss = check_choice("loss", loss, losses.CODES)
+    if output_activation is None:
+        output_activation = losses.DEFAULT_OUTPUT[loss]
+    output_activation = check_choice("output_activation", output_activation, output_names)
+    hidden = check_activation_names(activation, len(sizes) - 2, hidden_names)
+    needed = losses.REQUIRED_OUTPUT.get(loss)
+    if needed is not None and output_activation != needed:
+        raise ValueError(f"output_activation must be {needed!r} for loss={loss!r}, got {output_activation!r}.")
+    if output_activation == "softmax" and sizes[-1] < 2:
+        raise ValueError(f"output_activation='softmax' needs at least 2 outputs, got layer_sizes[-1]={sizes[-1]}.")
+    delta = check_float("huber_delta", huber_delta, low=0.0, low_open=True)
+    return sizes, hidden + [output_activation], loss, check_dtype(dtype), delta
+
+
+def _as_param(name, value, ndim):
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be a rectangular numeric array.") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf.")
+    return arr
+
+
+def check_layer_parameters(weights, biases, layout):
+    """Weights and biases given by the user (``MLP.from_weights``) as lists of arrays, column convention."""
+    layout = check_choice("layout", layout, {"column", "row"})
+    for name, value in (("weights", weights), ("biases", biases)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name} must be a sequence of arrays (one per layer), got {type(value).__name__}.")
+    if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
+        raise TypeError("weights and biases must be sequences of arrays (one per layer), got a single ndarray.")
+    weights, biases = list(weights), list(biases)
+    if not weights:
+        raise ValueError("weights must hold at least one layer, got an empty sequence.")
+    if len(weights) != len(biases):
+        raise ValueError(f"biases must have one array per layer ({len(weights)}), got {len(biases)}.")
+    Ws = [_as_param(f"weights[{l}]", W, 2) for l, W in enumerate(weights)]
+    bs = [_as_param(f"biases[{l}]", b, 1) for l, b in enumerate(biases)]
+    if layout == "row":
+        Ws = [W.T for W in Ws]
+    sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
+    for l in range(len(Ws)):
+        if Ws[l].shape[1] != sizes[l]:
+            expected = (sizes[l + 1], sizes[l]) if layout == "column" else (sizes[l], sizes[l + 1])
+            got = Ws[l].shape if layout == "column" else Ws[l].T.shape
+            raise ValueError(f"weights[{l}] must have shape {expected} to chain with the layer before "
+                             f"({layout} layout), got {got}.")
+        if bs[l].shape != (sizes[l + 1],):
+            raise ValueError(f"biases[{l}] must have shape ({sizes[l + 1]},), got {bs[l].shape}.")
+    return Ws, bs
+
+
+def check_fits_dtype(Ws, bs, dtype):
+    """Every given parameter is representable in the network's dtype."""
+    limit = np.finfo(dtype).max
+    for l in range(len(Ws)):
+        for name, arr in ((f"weights[{l}]", Ws[l]), (f"biases[{l}]", bs[l])):
+            big = np.abs(arr.astype(np.float64)).max()
+            if big > limit:
+                raise ValueError(f"{name} must fit in {np.dtype(dtype).name} (|value| <= {limit:.4g}), "
+                                 f"got a value of magnitude {big:.4g}.")
+
+
+def check_stored_theta(theta, n_params, dtype, path):
+    """The parameter vector of a model file: the shape and dtype its description needs, finite; a copy."""
+    if theta.shape != (n_params,) or theta.dtype != dtype:
+        raise ValueError(f"{path} holds {theta.shape} parameters of dtype {theta.dtype}; the network it "
+                         f"describes needs ({n_params},) of dtype {np.dtype(dtype).name}.")
+    if not np.isfinite(theta).all():
+        raise ValueError(f"{path} holds non-finite parameters.")
+    return np.ascontiguousarray(theta.copy())
+
+
+def check_same_rows(name, arr, other_name, other):
+    if arr.shape[0] != other.shape[0]:
+        raise ValueError(f"{name} must have one row per sample of {other_name} ({other.shape[0]}), "
+                         f"got {arr.shape[0]}.")
+
+
+def check_single_output(n_out):
+    if n_out != 1:
+        raise ValueError(f"input_gradient needs a network with 1 output, got {n_out} outputs; "
+                         "use jacobian(x) or vjp(x, v) instead.")
+
+
+def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
+    """Per-sample weights as a C-contiguous (n_samples,) array of dtype; None gives an empty array
+    (the kernels' "unweighted").  Weights must be finite, >= 0 and not all 0."""
+    if sample_weight is None:
+        return np.empty(0, dtype=dtype)
+    arr = _as_numeric(name, sample_weight)
+    if arr.ndim == 0:
+        arr = np.full(n_samples, arr, dtype=np.float64)
+    if arr.shape != (n_samples,):
+        raise ValueError(f"{name} must have shape ({n_samples},) (one weight per sample), got shape {arr.shape}.")
+    out = _kernel_array(arr, dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
+    if out.min() < 0:
+        raise ValueError(f"{name} must be >= 0, got a minimum of {out.min()}.")
+    if not out.any():
+        raise ValueError(f"{name} must not be all zero (nothing would be learned), got {n_samples} zeros.")
+    return out

@@ -15,13 +15,15 @@ relu          max(z, 0)                       1 if a > 0 else 0
 leaky_relu    z if z > 0 else 0.01 z          1 if a > 0 else 0.01
 identity      z                               1
 softmax       exp(z_j) / sum_k exp(z_k)       a_j (delta_jk - a_k)  (a Jacobian)
+exp           exp(z)                          a
 ============  ==============================  ==========================
 
 (For relu and leaky_relu, a > 0 exactly when z > 0, so the output decides.)
 Note 004 writes the sigmoid as ``1/(1 - e^{-z})``: a typo, since its own
 derivative ``a(1 - a)`` belongs to the logistic function ``1/(1 + e^{-z})``,
 which is what is implemented (in a form that never overflows, ``_sigmoid``).
-``softmax`` is allowed on the output layer only.
+``softmax`` and ``exp`` (the rate of a Poisson output) are allowed on the
+output layer only.
 
 Initial weights are uniform in +-bound, with the bound from the activation's
 rule: Glorot's sqrt(f / (fan_in + fan_out)) (f = 2 for the logistic function,
@@ -37,7 +39,7 @@ from numba import njit
 
 _OPTS = dict(cache=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy", nogil=True)
 
-SIGMOID, TANH, RELU, IDENTITY, SOFTMAX, LEAKY_RELU = 0, 1, 2, 3, 4, 5
+SIGMOID, TANH, RELU, IDENTITY, SOFTMAX, LEAKY_RELU, EXP = 0, 1, 2, 3, 4, 5, 6
 
 # Slope of leaky_relu for z < 0 (PyTorch's and Keras' default negative_slope).
 LEAKY_SLOPE = 0.01
@@ -68,6 +70,7 @@ ACTIVATIONS = {a.name: a for a in (
     Activation("leaky_relu", LEAKY_RELU, True, he),
     Activation("identity", IDENTITY, True, glorot(6.0)),
     Activation("softmax", SOFTMAX, False, glorot(6.0)),
+    Activation("exp", EXP, False, glorot(6.0)),
 )}
 
 CODES = {name: a.code for name, a in ACTIVATIONS.items()}
@@ -100,6 +103,8 @@ def _g(code, z):
         return z if z > 0.0 else 0.0 * z
     if code == LEAKY_RELU:
         return z if z > 0.0 else LEAKY_SLOPE * z
+    if code == EXP:
+        return np.exp(z)
     return z  # IDENTITY
 
 
@@ -114,6 +119,8 @@ def _g_prime(code, a):
         return 1.0 if a > 0.0 else 0.0
     if code == LEAKY_RELU:
         return 1.0 if a > 0.0 else LEAKY_SLOPE
+    if code == EXP:
+        return a
     return 1.0  # IDENTITY
 
 

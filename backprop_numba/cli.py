@@ -1,8 +1,11 @@
 """The ``backprop-numba`` command line: train, evaluate and predict.
 
-    backprop-numba train --dataset digits --layers 64,32,10 --optimizer adam --epochs 30 --out runs/digits
-    backprop-numba evaluate --model runs/digits/model.npz --dataset digits --split test
+    backprop-numba train --dataset digits --hidden 32 --optimizer adam --epochs 30 --out runs/digits
+    backprop-numba train --resume runs/digits/checkpoint.npz --epochs 50   # needs --checkpoint-every N
+    backprop-numba evaluate --model runs/digits/model.npz --dataset digits  # its held-out test split
     backprop-numba predict --model runs/digits/model.npz --data new.csv --out predictions.csv
+
+(also ``python -m backprop_numba ...``).
 
 ``train`` writes into its ``--out`` folder: ``model.npz`` (the network plus the
 preprocessing needed at predict time, see ``MODEL_EXTRAS``), ``metrics.json``
@@ -22,7 +25,8 @@ import time
 
 import numpy as np
 
-from . import __version__, datasets, io, losses, optimizers, schedules
+from . import __version__, _compile, datasets, io, losses, optimizers, schedules
+from ._validation import check_output_path
 from .mlp import MLP, DivergenceError
 
 # Entries the command line adds to a model file (io.py keeps every ``extra.*``
@@ -38,24 +42,53 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default (options without one, or a None default, say why in their help)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or isinstance(action, argparse._HelpAction):
+            return action.help
+        return super()._get_help_string(action)
+
+
 # -- arguments ---------------------------------------------------------------
 
-def _layers(text):
+def _sizes(text, minimum_count=1):
+    """Layer widths from "64,32,10" or a TOML list; every part a whole number >= 1, no empty part."""
+    example = "64,32,10"
     if isinstance(text, (list, tuple)):
         parts = list(text)
+    elif isinstance(text, str):
+        parts = text.replace(" ", "").split(",")
     else:
-        parts = [p for p in str(text).replace(" ", "").split(",") if p]
-    try:
-        sizes = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers like 64,32,10, got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 2 sizes >= 1 like 64,32,10, got {text!r}")
+        parts = [text]
+    sizes = []
+    for p in parts:
+        if isinstance(p, bool) or not isinstance(p, (int, str)) or (isinstance(p, str) and not p.isdigit()):
+            raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers like {example}, got {text!r}")
+        sizes.append(int(p))
+    if len(sizes) < minimum_count or min(sizes) < 1:
+        what = "at least 2 sizes" if minimum_count > 1 else "sizes"
+        raise argparse.ArgumentTypeError(f"must be {what} >= 1 like {example}, got {text!r}")
     return sizes
+
+
+def _layers(text):
+    """--layers: all sizes (input first) or, when it does not start with the input size, hidden widths."""
+    return _sizes(text)
+
+
+def _hidden(text):
+    """--hidden: hidden-layer widths only; the data fixes the input and output sizes."""
+    return _sizes(text)
 
 
 def _fraction(text):
@@ -88,12 +121,16 @@ def _nonneg_int(text):
     return value
 
 
-def _data_options(p, target_default="target"):
+def _data_options(p, target_help="target column (CSV) or array (.npz) in --data", target_default="target"):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", metavar="NAME", help=f"a dataset by name: {', '.join(sorted(datasets.NAMES))}")
     src.add_argument("--data", metavar="FILE", help="a .csv (header row) or .npz file")
-    p.add_argument("--target", metavar="NAME", default=target_default,
-                   help=f"target column (CSV) or array (.npz) in --data (default: {target_default})")
+    p.add_argument("--target", metavar="NAME", default=target_default, help=target_help)
+
+
+SPLIT_HELP = ("auto: the held-out test split when the data is what the model was trained on (same --dataset, "
+              "or the same --data file), else all rows; test: that test split (re-created from the seed and "
+              "fraction stored in the model); all: every row")
 
 
 def build_parser():
@@ -108,14 +145,17 @@ def build_parser():
     t.add_argument("--config", metavar="FILE", help="TOML file of options (the command line overrides it)")
     _data_options(t)
     t.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
-                   help="for --data: integer/text targets are classes, other numbers regression (default: auto)")
+                   help="for --data: integer/text targets are classes, other numbers regression")
     t.add_argument("--scale", choices=["auto", "standard", "none"], default="auto",
                    help="input scaling: auto (the named dataset's fixed divisor, e.g. 1/16 for digits, else "
                         "standard), standard (mean 0, std 1 from the training split), none")
-    t.add_argument("--layers", type=_layers, metavar="N0,N1,...",
-                   help="layer sizes, input to output, e.g. 64,32,10")
-    t.add_argument("--activation", default="relu", help="hidden activation: sigmoid, tanh, relu, identity "
-                                                        "(default: relu)")
+    sizes = t.add_mutually_exclusive_group()
+    sizes.add_argument("--hidden", type=_hidden, metavar="H1,H2,...",
+                       help="hidden-layer widths, e.g. 32 or 64,32: the data fixes the input and output sizes")
+    sizes.add_argument("--layers", type=_layers, metavar="N0,N1,...",
+                       help="layer sizes, input to output, e.g. 64,32,10 (sizes that do not start with the "
+                            "input size are read as --hidden)")
+    t.add_argument("--activation", default="relu", help="hidden activation: sigmoid, tanh, relu, identity")
     t.add_argument("--output-activation", default=None, help="default: what the loss needs")
     t.add_argument("--loss", default=None, help="sse, half_sse, mse, bce, cross_entropy (default: cross_entropy "
                                                 "for classes, bce for 2 classes with 1 output, mse for regression)")
@@ -128,46 +168,63 @@ def build_parser():
         t.add_argument("--" + key.replace("_", "-"), type=float, default=None,
                        help=f"{', '.join(users)} (default: {optimizers.DEFAULTS[key]:g})")
     t.add_argument("--schedule", default="cosine", choices=sorted(schedules.NAMES),
-                   help="learning-rate schedule (default: cosine, from --learning-rate down to --eta-min)")
+                   help="learning-rate schedule (cosine: from --learning-rate down to --eta-min)")
     t.add_argument("--step-size", type=_positive_int, default=10, help="step schedule: epochs per decay")
     t.add_argument("--gamma", type=float, default=None, help="step/exponential decay factor "
-                                                             "(default 0.1 / 0.95)")
+                                                             "(default: 0.1 / 0.95)")
     t.add_argument("--eta-min", type=float, default=0.0, help="cosine schedule: final learning rate")
-    t.add_argument("--epochs", type=_positive_int, default=30)
-    t.add_argument("--batch-size", type=_positive_int, default=32)
+    t.add_argument("--epochs", type=_positive_int, default=30, help="epochs in all (a resumed run counts its "
+                                                                    "checkpoint's in)")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="samples per optimizer step")
     t.add_argument("--seed", type=_nonneg_int, default=0, help="seeds weights, splits and shuffling")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float64",
+                   help="the network's and the data's floating-point type")
     t.add_argument("--test-fraction", type=_fraction, default=0.2,
                    help="held-out test split (ignored when the dataset ships a test set)")
     t.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="validation split of the training data (0: none)")
     t.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=False,
                    help="stop when val_loss stalls for --patience epochs; keep the best weights")
-    t.add_argument("--patience", type=_positive_int, default=10)
-    t.add_argument("--min-delta", type=float, default=0.0)
+    t.add_argument("--patience", type=_positive_int, default=10,
+                   help="early stopping: epochs without improvement before stopping")
+    t.add_argument("--min-delta", type=float, default=0.0,
+                   help="early stopping: the smallest drop of val_loss that counts as improvement")
     t.add_argument("--checkpoint-every", type=_positive_int, default=None,
-                   help="write OUT/checkpoint.npz every N epochs")
+                   help="write OUT/checkpoint.npz every N epochs (default: no checkpoints)")
     t.add_argument("--resume", metavar="CHECKPOINT", default=None,
-                   help="continue from a checkpoint written with --checkpoint-every (same options)")
-    t.add_argument("--out", metavar="DIR", default=None, help="output folder (default: runs/<dataset>)")
+                   help="continue from a checkpoint written with --checkpoint-every; every option that shapes "
+                        "the run comes from it (a different value is refused); --epochs may grow")
+    t.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default: runs/<dataset>, or the checkpoint's with --resume)")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
 
     e = sub.add_parser("evaluate", help="metrics of a model on data (JSON on stdout)",
                        description="Loss, accuracy and confusion matrix of a saved model on a dataset or file.")
     e.add_argument("--model", required=True, metavar="FILE")
-    _data_options(e)
-    e.add_argument("--split", choices=["all", "test"], default="all",
-                   help="test: the test split the model was trained without (same seed and fraction)")
+    _data_options(e, target_default=None,
+                  target_help="target column (CSV) or array (.npz) in --data (default: the model's)")
+    e.add_argument("--split", choices=["auto", "test", "all"], default="auto", help=SPLIT_HELP)
     e.add_argument("--out", metavar="FILE", help="also write the metrics JSON here")
 
     pr = sub.add_parser("predict", help="predictions of a model as CSV or .npy",
                         description="Predictions of a saved model; a target column in the data is ignored.")
     pr.add_argument("--model", required=True, metavar="FILE")
-    _data_options(pr, target_default=None)
+    _data_options(pr, target_default=None,
+                  target_help="the target column (CSV) or array (.npz) to ignore in --data (default: the model's)")
+    pr.add_argument("--split", choices=["auto", "test", "all"], default="auto", help=SPLIT_HELP)
     pr.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     pr.add_argument("--out", metavar="FILE", help=".csv or .npy (default: CSV on stdout)")
     parser.train_parser = t
     return parser
+
+
+def _toml_kind(action):
+    """What a TOML value for this option must be, in words."""
+    if action.type in (_positive_int, _nonneg_int):
+        return "an integer"
+    if action.type is not None:
+        return "a number"
+    return "a string"
 
 
 def _config_defaults(train, path):
@@ -196,11 +253,19 @@ def _config_defaults(train, path):
             raise UsageError(f"{path}: unknown option {key!r}; options are the long names of "
                              "`backprop-numba train --help` (e.g. epochs, batch-size, layers)")
         action = dests[dest]
+        flag = isinstance(action, argparse.BooleanOptionalAction) or action.const is True
         try:
             if dest == "layers":
                 value = _layers(value)
+            elif isinstance(value, bool) and not flag:
+                raise argparse.ArgumentTypeError(f"must be {_toml_kind(action)}, got {value!r}")
+            elif action.type in (_positive_int, _nonneg_int) and isinstance(value, float):
+                # TOML has integers: 3.9 is not silently truncated to 3 (the command line refuses it too)
+                raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}")
             elif action.type is not None and not isinstance(value, bool):
                 value = action.type(value)
+            elif action.type is None and not flag and action.nargs is None and not isinstance(value, str):
+                raise argparse.ArgumentTypeError(f"must be a string, got {value!r}")
             if action.choices is not None and value not in action.choices:
                 raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
             if isinstance(action, argparse.BooleanOptionalAction) or action.const is True:
@@ -290,12 +355,24 @@ class Model:
             self.run = {}
 
     def features(self, data, source):
-        """data.X in the model's feature order, checked against the model's input size."""
+        """data.X in the model's feature order, checked against the model's input size.
+
+        When both the model and the data name their features from a CSV header,
+        columns are matched by name (any order; extra columns are ignored; a
+        missing one is an error naming it).  Otherwise (.npz files, named
+        datasets, plain ``MLP.save`` models) they are taken in order.
+        """
         X = data.X
         n_in = self.net.layer_sizes[0]
         names = list(data.feature_names)
-        if self.feature_names and names != self.feature_names and set(self.feature_names) <= set(names):
-            X = X[:, [names.index(n) for n in self.feature_names]]
+        trained_on_csv = str(self.run.get("data") or "").endswith((".csv", ".txt"))
+        if self.feature_names and trained_on_csv and getattr(data, "named_features", False):
+            missing = [n for n in self.feature_names if n not in names]
+            if missing:
+                raise ValueError(f"{source} must have the model's feature columns (matched by name), but it lacks "
+                                 f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; its columns are {names[:20]}")
+            if names != self.feature_names:
+                X = X[:, [names.index(n) for n in self.feature_names]]
         if X.shape[1] != n_in:
             raise ValueError(f"{source} has {X.shape[1]} features but the model expects {n_in}"
                              + (f" ({', '.join(self.feature_names[:5])}, ...)" if self.feature_names else ""))
@@ -383,20 +460,198 @@ def _plot(history, path, title):
 
 # -- commands ---------------------------------------------------------------------
 
-def cmd_train(args):
-    data = _load_data(args)
-    if args.layers is None:
-        raise UsageError(f"give the layer sizes with --layers, e.g. --layers {data.n_features},32,{data.n_outputs}")
-    sizes = args.layers
+def _check_out_dir(out, checkpoint=False):
+    """Refuse an output folder train could not write into, before anything is trained."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out must be a folder (train writes model.npz, metrics.json and loss.png into it), "
+                         f"got {out!r}, which is an existing file")
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):  # the folder train would create under
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out must be a folder that can be created, got {out!r}, but {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out must be a writable folder, got {out!r} ({existing} is not writable)")
+    if os.path.isdir(out):
+        for name in ("model.npz", "metrics.json", "loss.png") + (("checkpoint.npz",) if checkpoint else ()):
+            check_output_path("--out", os.path.join(out, name))
+
+
+# Options that shape a training run.  A checkpoint records them (``extra.metadata``,
+# see ``_run_metadata``); ``train --resume`` takes them from it and refuses a
+# different value given on the command line or in --config.
+SHAPING = ("dataset", "data", "target", "task", "scale", "layers", "activation", "output_activation", "loss",
+           "optimizer", "learning_rate", "schedule", "step_size", "gamma", "eta_min", "batch_size", "seed",
+           "dtype", "test_fraction", "validation_fraction", "early_stopping", "patience", "min_delta") + \
+    tuple(sorted(set(optimizers.DEFAULTS) | {"weight_decay"}))  # every optimizer hyper-parameter option
+# Taken from the checkpoint when not given, but free to change.
+CARRIED = ("epochs", "checkpoint_every", "out")
+# Integer targets with more distinct values than this are not taken for classes
+# without --task: a numeric target of whole numbers (151.0, 75.0, ...) is a
+# regression target far more often than a 200-class problem.
+MAX_AUTO_CLASSES = 20
+
+
+def _option(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _resolve_sizes(args, data):
+    """Full layer sizes from --hidden, or --layers (all sizes, or hidden widths when not starting with n_in)."""
+    n_in, n_out = data.n_features, data.n_outputs
     classify = data.task == "classification"
-    if sizes[0] != data.n_features:
-        raise UsageError(f"--layers must start with the number of input features of {data.name} "
-                         f"({data.n_features}), got {sizes[0]}")
-    n_out = data.n_outputs
+    if args.hidden is None and args.layers is None:
+        raise UsageError(f"give the hidden-layer widths with --hidden, e.g. --hidden 32 (for {data.name}: "
+                         f"{n_in} inputs, {n_out} outputs), or every size with --layers {n_in},32,{n_out}")
+    if args.hidden is not None:
+        return [n_in, *args.hidden, n_out]
+    sizes = list(args.layers)
+    if len(sizes) == 1 or sizes[0] != n_in:
+        return [n_in, *sizes, n_out]  # hidden widths only
     binary_single = classify and n_out == 2 and sizes[-1] == 1
     if sizes[-1] != n_out and not binary_single:
         what = "classes" if classify else "target columns"
-        raise UsageError(f"--layers must end with the number of {what} of {data.name} ({n_out}), got {sizes[-1]}")
+        raise UsageError(f"--layers must end with the number of {what} of {data.name} ({n_out}), got "
+                         f"{sizes[-1]} (or give only the hidden widths: --hidden {','.join(map(str, sizes[1:]))})")
+    return sizes
+
+
+def _same(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return float(a) == float(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _show(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return "unset" if value is None else str(value)
+
+
+def _apply_checkpoint_options(args, explicit):
+    """Take the options of the run that wrote args.resume; refuse explicit ones that differ.
+
+    Returns (fields of the checkpoint, its recorded options or None for a
+    checkpoint without them, the notes to print).
+    """
+    from . import checkpoint
+    path = args.resume
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    _, fields = checkpoint.read_checkpoint(path)
+    saved = fields["metadata"].get("cli_options") if fields["metadata"] else None
+    done = fields["epoch"]
+    notes = []
+    if saved is None:
+        notes.append(f"{path} does not record the options of its run (written by MLP.fit or an older "
+                     "version): the options given now are assumed to be the same")
+        if "epochs" in explicit and args.epochs < done:
+            raise UsageError(f"--epochs {args.epochs} is fewer than the {done} epochs {path} has already done")
+        return fields, None, notes
+
+    def conflict(option, given, recorded):
+        raise UsageError(f"{option} {_show(given)} conflicts with the checkpoint's {recorded} ({path}): a "
+                         "resumed run keeps every option that shapes it; leave the option out, or start a new "
+                         "run without --resume")
+
+    # The data source: --dataset or --data (a file compared by its real path), and the target.
+    if "dataset" in explicit or "data" in explicit:
+        given = ("--dataset", args.dataset) if args.dataset is not None else ("--data", os.path.realpath(args.data))
+        recorded = ("--dataset", saved["dataset"]) if saved.get("dataset") is not None else \
+            ("--data", saved.get("data_path"))
+        if given != recorded:
+            conflict(given[0], args.dataset or args.data,
+                     f"{recorded[0]} {saved.get('dataset') or saved.get('data')}")
+    args.dataset, args.data = saved.get("dataset"), saved.get("data_path") or saved.get("data")
+    if args.data is not None and not os.path.isfile(args.data) and saved.get("data") and \
+            os.path.isfile(saved["data"]):
+        args.data = saved["data"]
+    for dest in SHAPING:
+        if dest in ("dataset", "data") or dest not in saved:
+            continue
+        if dest == "layers":
+            if "layers" in explicit or "hidden" in explicit:
+                continue  # compared once the data fixes the input and output sizes (cmd_train)
+            args.layers, args.hidden = saved["layers"], None
+            continue
+        recorded = saved[dest]
+        if recorded is None and dest in optimizers.DEFAULTS:  # an optimizer option left at its default
+            recorded = optimizers.DEFAULTS[dest]
+        if dest in explicit and not _same(getattr(args, dest), recorded):
+            conflict(_option(dest), getattr(args, dest), f"{_option(dest)} {_show(recorded)}")
+        setattr(args, dest, saved[dest])
+    for dest in ("checkpoint_every", "out"):
+        if dest not in explicit and saved.get(dest) is not None:
+            setattr(args, dest, saved[dest])
+    total = saved.get("epochs", done)
+    if "epochs" not in explicit:
+        args.epochs = max(total, done)
+    elif args.epochs < done:
+        raise UsageError(f"--epochs {args.epochs} is fewer than the {done} epochs {path} has already done; "
+                         f"give --epochs {done} or more (the run was started with --epochs {total})")
+    elif args.epochs != total:
+        note = f"--epochs {args.epochs} instead of the {total} the run was started with"
+        if args.schedule != "constant":
+            note += f" (the {args.schedule} learning-rate schedule spans {args.epochs} epochs from epoch {done + 1} on)"
+        notes.append(note)
+    return fields, saved, notes
+
+
+def _take_rows_in_place(X, rows, chunk=4096):
+    """X[rows] as the view X[:len(rows)], moving the rows to the front of X a chunk at a time.
+
+    For strictly increasing rows (rows[i] >= i), a chunk's source rows lie at or
+    after its destination and after every row written before it, so nothing is
+    read after being overwritten; the extra memory is one chunk, not a copy of X.
+    X must be the caller's own array (its other rows are lost).
+    """
+    rows = np.asarray(rows)
+    if len(rows) and (rows[0] < 0 or np.any(np.diff(rows) <= 0)):
+        return X[rows]  # not sorted: an ordinary copy
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        if part[0] != i or part[-1] != i + len(part) - 1:  # rows already in place need no copy
+            X[i:i + len(part)] = X[part]
+    return X[:len(rows)]
+
+
+def _column_stats(X, rows, chunk=8192):
+    """Mean and standard deviation of X[rows] per column, in float64, a chunk of rows at a time (no full copy)."""
+    n, total = len(rows), np.zeros(X.shape[1])
+    for i in range(0, n, chunk):
+        total += X[rows[i:i + chunk]].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(X.shape[1])
+    for i in range(0, n, chunk):
+        block = X[rows[i:i + chunk]].astype(np.float64)
+        block -= mean
+        squares += np.einsum("ij,ij->j", block, block)
+    return mean, np.sqrt(squares / n)
+
+
+def cmd_train(args, explicit=frozenset()):
+    resumed = saved = None
+    notes = []
+    if args.resume:
+        resumed, saved, notes = _apply_checkpoint_options(args, explicit)
+    data = _load_data(args)
+    classify = data.task == "classification"
+    if classify and getattr(args, "task", "auto") == "auto" and len(data.classes) > MAX_AUTO_CLASSES and \
+            all(c.lstrip("-").isdigit() for c in data.classes):
+        raise UsageError(f"{data.name}: target {args.target!r} holds {len(data.classes)} different whole numbers "
+                         f"({', '.join(data.classes[:3])}, ...), which would be {len(data.classes)} classes; give "
+                         "--task regression for a numeric target (or --task classification to keep the classes)")
+    sizes = _resolve_sizes(args, data)
+    if saved is not None and not _same(sizes, saved["layers"]):
+        given = "--hidden" if args.hidden is not None else "--layers"
+        raise UsageError(f"{given} {_show(args.hidden or args.layers)} (layers {_show(sizes)}) conflicts with the "
+                         f"checkpoint's --layers {_show(saved['layers'])} ({args.resume}): a resumed run keeps "
+                         "every option that shapes it; leave the option out, or start a new run without --resume")
+    n_out = data.n_outputs
+    binary_single = classify and n_out == 2 and sizes[-1] == 1
     loss = args.loss or ("bce" if binary_single else "cross_entropy" if classify else "mse")
     if loss not in losses.CODES:
         raise UsageError(f"--loss must be one of {sorted(losses.CODES)}, got {loss!r}")
@@ -411,6 +666,8 @@ def cmd_train(args):
                   "cosine": {"eta_min": args.eta_min}}.get(args.schedule, {})
     schedule = schedules.get_schedule(args.schedule, **sched_opts)
     out = args.out or os.path.join("runs", args.dataset or os.path.splitext(os.path.basename(args.data))[0])
+    _check_out_dir(out, checkpoint=bool(args.checkpoint_every))
+    dtype = np.dtype(args.dtype)
 
     # Splits: test (stratified, seeded), then validation from the rest.
     train_idx, test_idx = _splits(data, args.test_fraction, args.seed)
@@ -419,20 +676,19 @@ def cmd_train(args):
     fit_idx, val_idx = train_idx[keep], train_idx[val]
     if args.early_stopping and len(val_idx) == 0:
         raise UsageError("--early-stopping needs a validation split: --validation-fraction > 0")
-    X, y = data.X, data.y
-    if data.X_test is not None:
-        X_test, y_test = data.X_test, data.y_test
-    else:
-        X_test, y_test = X[test_idx], y[test_idx]
+
+    # The data in the run's dtype from here on, each part copied once and scaled in place.
+    n_features = data.n_features
+    X, y = np.ascontiguousarray(data.X, dtype=dtype), data.y  # C order: row blocks are contiguous
+    data.X = None  # the loader's float64 copy goes once nothing else holds it
 
     # Preprocessing, fitted on the training part only.
     if args.scale == "none":
-        x_offset, x_scale = np.zeros(data.n_features), np.ones(data.n_features)
+        x_offset, x_scale = np.zeros(n_features), np.ones(n_features)
     elif args.scale == "auto" and data.x_scale is not None:
-        x_offset, x_scale = np.zeros(data.n_features), np.full(data.n_features, data.x_scale)
+        x_offset, x_scale = np.zeros(n_features), np.full(n_features, data.x_scale)
     else:
-        x_offset = X[fit_idx].mean(axis=0)
-        x_scale = X[fit_idx].std(axis=0)
+        x_offset, x_scale = _column_stats(X, fit_idx)
         x_scale[x_scale == 0] = 1.0
     y_offset, y_scale = np.zeros(sizes[-1]), np.ones(sizes[-1])
     if not classify:
@@ -440,45 +696,84 @@ def cmd_train(args):
         y_offset = Y2[fit_idx].mean(axis=0)
         y_scale = Y2[fit_idx].std(axis=0)
         y_scale[y_scale == 0] = 1.0
+    offset, scale = x_offset.astype(dtype), x_scale.astype(dtype)
 
     def prep(Xs, ys):
-        Xp = (Xs - x_offset) / x_scale
+        """(Xs - x_offset) / x_scale in place (Xs is a fresh copy), targets scaled for regression."""
+        Xs -= offset
+        Xs /= scale
         if classify:
-            return Xp, ys
-        return Xp, (ys.reshape(len(ys), -1) - y_offset) / y_scale
+            return Xs, ys
+        return Xs, (ys.reshape(len(ys), -1) - y_offset) / y_scale
 
+    if data.X_test is not None:
+        X_test, y_test = np.ascontiguousarray(data.X_test, dtype=dtype), data.y_test  # ours: scaled in place
+        data.X_test = None
+    else:
+        X_test, y_test = X[test_idx], y[test_idx]
+    Xt, yt = prep(X_test, y_test)
     net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
-              seed=args.seed, dtype=np.dtype(args.dtype).type)
-    Xf, yf = prep(X[fit_idx], y[fit_idx])
-    yf = _net_targets(net, yf, data.task)
+              seed=args.seed, dtype=dtype.type)
     validation = None
     if len(val_idx):
         Xv, yv = prep(X[val_idx], y[val_idx])
         validation = (Xv, _net_targets(net, yv, data.task))
+    # The training rows move to the front of X, in order (no second copy of the largest part).
+    Xf, yf = prep(_take_rows_in_place(X, fit_idx), y[fit_idx])
+    yf = _net_targets(net, yf, data.task)
+    del X  # from here on only the three parts are held
     checkpoint_path = os.path.join(out, "checkpoint.npz")
     if args.checkpoint_every:
         os.makedirs(out, exist_ok=True)
+    # The optimizer object carries its own hyper-parameters (optimizers.py states their defaults).
+    fit_options = dict(batch_size=args.batch_size, learning_rate=lr, optimizer=optimizer, seed=args.seed,
+                       lr_schedule=schedule)
+
+    # Compile (or load from numba's cache) every kernel the run needs before the clock starts:
+    # one step on a throwaway copy of the network, with arrays of the same types.
+    def one_step():
+        m = min(len(Xf), args.batch_size)
+        twin = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
+                   seed=args.seed, dtype=dtype.type)
+        twin.fit(Xf[:m], yf[:m], epochs=1, progress=False,
+                 validation_data=None if validation is None else (validation[0][:m], validation[1][:m]),
+                 **fit_options)
+        twin.predict(Xf[:m])
+        twin.loss_value(Xf[:m], yf[:m])
+
+    compile_seconds, compiled = _compile.warm_up(one_step, dtype)
+
+    run = {"dataset": args.dataset, "data": args.data, "target": args.target, "seed": args.seed,
+           "test_fraction": args.test_fraction, "task": data.task,
+           "data_path": os.path.realpath(args.data) if args.data else None}
+    metadata = {"cli_options": {**{d: getattr(args, d) for d in SHAPING + CARRIED if d != "layers"},
+                                "layers": sizes, "loss": loss, "learning_rate": lr, "out": out,
+                                "data_path": run["data_path"]},
+                "backprop_numba_version": __version__}
+    if resumed is not None and not args.quiet:
+        for note in notes:
+            print(f"backprop-numba: note: {note}", file=sys.stderr)
+        print(f"backprop-numba: resuming from {args.resume}: epoch {resumed['epoch']} done, training to "
+              f"epoch {args.epochs}", file=sys.stderr)
 
     started = time.perf_counter()
     history = net.fit(
-        Xf, yf, epochs=args.epochs, batch_size=args.batch_size, learning_rate=lr, optimizer=optimizer,
-        validation_data=validation, progress=False if args.quiet else None, seed=args.seed,
-        lr_schedule=schedule, early_stopping=args.early_stopping, patience=args.patience,
-        min_delta=args.min_delta, checkpoint_every=args.checkpoint_every,
-        checkpoint_path=checkpoint_path if args.checkpoint_every else None, resume_from=args.resume)
+        Xf, yf, epochs=args.epochs, validation_data=validation, progress=False if args.quiet else None,
+        early_stopping=args.early_stopping, patience=args.patience, min_delta=args.min_delta,
+        checkpoint_every=args.checkpoint_every, checkpoint_path=checkpoint_path if args.checkpoint_every else None,
+        resume_from=args.resume, checkpoint_metadata=metadata, **fit_options)
     wall = time.perf_counter() - started
     epochs_run = len(history["loss"])
-    fit_seconds = float(np.sum(history["seconds"]))
+    first_epoch = resumed["epoch"] + 1 if resumed is not None else 1
+    fit_seconds = float(np.sum(history["seconds"][first_epoch - 1:]))
+    epochs_now = epochs_run - (first_epoch - 1)
 
-    Xt, yt = prep(X_test, y_test)
     test = _metrics(net, Xt, yt, data.task, data.classes, y_scale=None if classify else y_scale) \
         if len(X_test) else None
     config = {k: v for k, v in vars(args).items() if k not in ("command",)}
     config.update({"layers": sizes, "loss": loss, "learning_rate": lr, "out": out,
                    "optimizer": optimizer.name, "optimizer_params": optimizer.params(),
                    "schedule_options": schedule.params()})
-    run = {"dataset": args.dataset, "data": args.data, "target": args.target, "seed": args.seed,
-           "test_fraction": args.test_fraction, "task": data.task}
     model_path = os.path.join(out, "model.npz")
     os.makedirs(out, exist_ok=True)
     io.save_arrays(model_path, _model_arrays(net, data, x_offset, x_scale, y_offset, y_scale, run))
@@ -494,13 +789,15 @@ def cmd_train(args):
         "n_train": int(len(fit_idx)), "n_validation": int(len(val_idx)), "n_test": int(len(X_test)),
         "config": config,
         "epochs_run": epochs_run,
+        "resumed_from": None if resumed is None else {"file": args.resume, "epoch": resumed["epoch"]},
         "best_epoch": history.get("best_epoch"),
         "stopped_epoch": history.get("stopped_epoch"),
         "history": per_epoch,
         "test": test,
+        "compile_time_s": compile_seconds,
         "wall_time_s": wall,
         "train_time_s": fit_seconds,
-        "samples_per_s": len(fit_idx) * epochs_run / fit_seconds if fit_seconds > 0 else None,
+        "samples_per_s": len(fit_idx) * epochs_now / fit_seconds if fit_seconds > 0 else None,
         "files": {"model": model_path, "metrics": os.path.join(out, "metrics.json"),
                   "loss_curve": os.path.join(out, "loss.png")},
     }
@@ -517,8 +814,12 @@ def cmd_train(args):
               "(pip install 'backprop_numba[train]')", file=sys.stderr)
     if not args.quiet:
         last = {k: history[k][-1] for k in ("loss", "val_loss", "val_accuracy") if k in history}
-        print(f"trained {data.name} {'-'.join(map(str, sizes))} for {epochs_run} epochs in {wall:.2f} s "
-              f"({metrics['samples_per_s']:.0f} samples/s): "
+        what = f"{epochs_now} epochs" if resumed is None else \
+            f"{epochs_now} more epochs ({epochs_run} in all)"
+        speed = f"{metrics['samples_per_s']:.0f} samples/s" if metrics["samples_per_s"] else "nothing to train"
+        if compiled:
+            speed += f"; kernels compiled first in {compile_seconds:.1f} s"
+        print(f"trained {data.name} {'-'.join(map(str, sizes))} for {what} in {wall:.2f} s ({speed}): "
               + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
         if test is not None:
             shown = {k: test[k] for k in ("loss", "accuracy", "mse", "mae") if k in test}
@@ -531,39 +832,59 @@ def _model_and_data(args, need_target):
     model = Model(args.model)
     if args.dataset is None and args.data is None:
         raise UsageError("give the data with --dataset NAME or --data FILE")
+    # The target column/array the model was trained on, unless --target names another.
+    target = args.target or model.run.get("target") or "target"
     if args.dataset is not None:
         data = datasets.load(args.dataset)
     elif need_target:
-        data = datasets.load_file(args.data, target=args.target, task=model.task)
+        data = datasets.load_file(args.data, target=target, task=model.task)
     else:
         # The model's own target column, if the file has it, is read apart (and ignored).
-        target = args.target or model.run.get("target")
         data = datasets.load_file(args.data, target=target, task="auto", target_optional=args.target is None)
     return model, data
 
 
+def _resolve_split(args, model, data):
+    """"test" or "all": --split auto is the test split when the data is the model's training data."""
+    if args.split != "auto":
+        return args.split
+    run = model.run
+    if not run or data.y is None:
+        return "all"
+    if args.dataset is not None:
+        return "test" if args.dataset == run.get("dataset") else "all"
+    trained_on = run.get("data_path") or (os.path.realpath(run["data"]) if run.get("data") else None)
+    return "test" if trained_on is not None and os.path.realpath(args.data) == trained_on else "all"
+
+
+def _select_split(args, model, data):
+    """(split name, Dataset restricted to that split)."""
+    from dataclasses import replace
+    split = _resolve_split(args, model, data)
+    if split == "all":
+        return split, data
+    run = model.run
+    if not run:
+        raise UsageError("--split test needs a model written by `backprop-numba train`")
+    if data.X_test is not None:
+        return split, replace(data, X=data.X_test, y=data.y_test, X_test=None, y_test=None)
+    if data.y is None:
+        raise UsageError(f"--split test re-creates the test split from the target, and "
+                         f"{args.dataset or args.data} has no target {run.get('target')!r}; give --split all")
+    _, test_idx = _splits(data, run["test_fraction"], run["seed"])
+    return split, replace(data, X=data.X[test_idx], y=data.y[test_idx])
+
+
 def cmd_evaluate(args):
-    if args.target is None:
-        args.target = "target"
     model, data = _model_and_data(args, need_target=True)
     source = args.dataset or args.data
-    X, y = data.X, data.y
-    if args.split == "test":
-        run = model.run
-        if not run:
-            raise UsageError("--split test needs a model written by `backprop-numba train`")
-        if data.X_test is not None:
-            X, y = data.X_test, data.y_test
-        else:
-            _, test_idx = _splits(data, run["test_fraction"], run["seed"])
-            X, y = X[test_idx], y[test_idx]
-    from dataclasses import replace
-    sub = replace(data, X=X, y=y)
+    split, sub = _select_split(args, model, data)
     Xp = model.features(sub, source)
     yp = model.targets(sub, source)
+    _compile.notice_if_compiling(model.net.dtype, _compile.PREDICT_KERNELS)
     result = _metrics(model.net, Xp, yp, model.task, model.classes,
                       y_scale=None if model.task == "classification" else model.y_scale)
-    result = {"model": args.model, "data": source, "split": args.split, **result}
+    result = {"model": args.model, "data": source, "split": split, **result}
     text = json.dumps(result, indent=2)
     if args.out:
         with open(args.out, "w") as f:
@@ -575,7 +896,9 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     model, data = _model_and_data(args, need_target=False)
     source = args.dataset or args.data
+    _, data = _select_split(args, model, data)
     X = model.features(data, source)
+    _compile.notice_if_compiling(model.net.dtype, ("_predict",))
     out = model.net.predict(X)
     if model.task == "classification":
         if out.shape[1] == 1:
@@ -621,6 +944,14 @@ def cmd_predict(args):
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
 
 
+def _given_options(argv):
+    """The dests of the `train` options given on the command line (not their defaults)."""
+    parser = build_parser()
+    for action in parser.train_parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
 def _one_line(exc):
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
@@ -634,10 +965,24 @@ def main(argv=None):
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError("backprop-numba: choose a command: train, evaluate or predict (see --help)")
-        if args.command == "train" and args.config:
-            _config_defaults(parser.train_parser, args.config)
-            args = parser.parse_args(argv)
-        return COMMANDS[args.command](args)
+        if args.command == "train":
+            explicit = _given_options(argv)
+            if args.config:
+                config = _config_defaults(parser.train_parser, args.config)
+                explicit |= {key.replace("-", "_") for key in config}
+                args = parser.parse_args(argv)
+            status = cmd_train(args, explicit)
+        else:
+            status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe is seen here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`backprop-numba predict ... | head`): not an error of ours.  Point
+        # stdout at devnull so that the interpreter's own flush at exit does not complain (as the
+        # Python docs recommend for SIGPIPE); what was written is all the reader wanted.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except UsageError as exc:
         message = _one_line(exc)
         if not message.startswith("backprop-numba"):

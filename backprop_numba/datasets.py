@@ -16,6 +16,9 @@ name                samples      source (nothing is downloaded)
 ``load_file(path, target)`` reads a CSV file with a header row (the target is
 the column named ``target``) or an ``.npz`` archive (the target is the array
 named ``target``, the features the array ``X``, or the only other array).
+A CSV's column names must be unique (columns are matched to a model's by
+name), every cell must be filled (an empty target cell is refused with its
+line number, never read as a class ``''``), and feature cells must be numbers.
 
 Every loader returns a ``Dataset``; a name that is unknown, or whose package
 is not installed, raises ``DatasetError`` saying how to install it.
@@ -46,7 +49,9 @@ class Dataset:
     (n_samples,) or (n_samples, n_targets) for regression.  ``x_scale`` is the
     fixed divisor the named datasets use (None: standardise from the training
     split).  ``X_test``/``y_test`` are set when the dataset ships its own
-    test split.
+    test split.  ``named_features`` is True when ``feature_names`` come from
+    the file itself (a CSV header), so they can be matched by name; other
+    sources number their features (``x0``, ``pixel_0``, ...).
     """
 
     name: str
@@ -58,6 +63,7 @@ class Dataset:
     x_scale: float = None
     X_test: np.ndarray = None
     y_test: np.ndarray = None
+    named_features: bool = False
 
     @property
     def n_features(self):
@@ -185,25 +191,40 @@ def _encode_target(values, task, name):
     return values.astype(np.float64), task, []
 
 
-def _read_csv(path, target, task):
+def _read_csv(path, target, task, exclude=None):
+    """A CSV file with a header row; the column `exclude` (if any) is dropped unread."""
     try:
         with open(path, newline="") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader]  # line_num: the record's (last) line in the file
     except UnicodeDecodeError:
         raise DatasetError(f"{path} is not a text CSV file.") from None
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    rows = [(n, r) for n, r in rows if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DatasetError(f"{path} must have a header row and at least one data row, got {len(rows)} rows.")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DatasetError(f"{path} must have unique column names (columns are matched by name), got "
+                           f"{twice[0]!r} {header.count(twice[0])} times in its header {header[:20]}.")
     width = len(header)
-    for i, r in enumerate(rows[1:], start=2):
+    for n, r in rows[1:]:
         if len(r) != width:
-            raise DatasetError(f"{path} line {i} has {len(r)} fields, the header has {width}.")
-    body = np.array(rows[1:], dtype=str)
-    names = [h for h in header if h != target]
+            raise DatasetError(f"{path} line {n} has {len(r)} fields, the header has {width}.")
+    lines = [n for n, _ in rows[1:]]
+    body = np.array([r for _, r in rows[1:]], dtype=str)
+    names = [h for h in header if h != target and h != exclude]
     if target is not None and target not in header:
         raise DatasetError(f"{path} has no target column {target!r}; its columns are {header[:20]}.")
     cols = [header.index(n) for n in names]
+    for j in ([header.index(target)] if target is not None else []) + cols:
+        empty = np.flatnonzero(np.char.strip(body[:, j]) == "")
+        if empty.size:
+            what = "target column" if header[j] == target else "column"
+            expected = "a value in every row" if header[j] == target else "numeric"
+            more = f" (and {empty.size - 1} more rows)" if empty.size > 1 else ""
+            raise DatasetError(f"{path} {what} {header[j]!r} must be {expected}, got an empty cell on line "
+                               f"{lines[empty[0]]}{more}: fill it in or drop the row.")
     try:
         X = np.array(body[:, cols], dtype=np.float64) if cols else np.empty((len(body), 0))
     except ValueError:
@@ -214,12 +235,12 @@ def _read_csv(path, target, task):
                 raise DatasetError(f"{path} column {header[j]!r} must be numeric: {exc}.") from None
         raise
     if target is None:
-        return Dataset(os.path.basename(path), X, None, task, feature_names=names)
+        return Dataset(os.path.basename(path), X, None, task, feature_names=names, named_features=True)
     y, task, classes = _encode_target(body[:, header.index(target)], task, path)
-    return Dataset(os.path.basename(path), X, y, task, classes=classes, feature_names=names)
+    return Dataset(os.path.basename(path), X, y, task, classes=classes, feature_names=names, named_features=True)
 
 
-def _read_npz(path, target, task):
+def _read_npz(path, target, task, exclude=None):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -227,7 +248,7 @@ def _read_npz(path, target, task):
         raise DatasetError(f"{path} is not a readable .npz archive: {exc}") from None
     if target is not None and target not in arrays:
         raise DatasetError(f"{path} has no target array {target!r}; its arrays are {sorted(arrays)}.")
-    others = [k for k in arrays if k != target]
+    others = [k for k in arrays if k != target and k != exclude]
     if "X" in arrays and target != "X":
         key = "X"
     elif len(others) == 1:
@@ -256,8 +277,10 @@ def _read_npz(path, target, task):
 def load_file(path, target="target", task="auto", target_optional=False):
     """A CSV (header row) or .npz file; target=None reads features only (for predict).
 
-    With target_optional, a file without the target column/array is read as
-    features only (y is None) instead of refused.
+    With target_optional, a file whose target column/array is missing or
+    unreadable (e.g. empty cells: the targets are not known yet) is read as
+    features only (y is None) instead of refused; the target column itself,
+    if present, is left out of the features.
 
     task: "auto" (integer or text targets -> classification, other numbers ->
     regression), "classification" or "regression".
@@ -276,7 +299,7 @@ def load_file(path, target="target", task="auto", target_optional=False):
     except DatasetError:
         if not (target_optional and target is not None):
             raise
-        data = read(path, None, task)
+        data = read(path, None, task, exclude=target)
     if data.X.shape[0] == 0 or data.X.shape[1] == 0:
         raise DatasetError(f"{path} must hold at least one sample and one feature, got shape {data.X.shape}.")
     if not np.all(np.isfinite(data.X)):

@@ -22,6 +22,14 @@ meaning is the same; the differences:
   ``n_iter_no_change`` act only with ``early_stopping``).
 - ``MLPRegressor`` standardises the targets inside ``fit`` and undoes it in
   ``predict`` (the loss is the mean squared error of the standardised targets).
+  Both steps work on ``y / max|y|``, so targets up to the largest float64
+  standardise without overflow; a prediction beyond the float64 range raises
+  ``ValueError`` instead of returning ``inf``.
+- ``activation``: "logistic" (scikit-learn's name) and "sigmoid" are the same
+  function; "tanh", "relu", "identity" as in scikit-learn.
+- Boolean parameters (``shuffle``, ``early_stopping``, ``nesterovs_momentum``)
+  take only ``True``/``False`` (``verbose`` also an int): a string such as
+  ``"no"`` raises ``TypeError`` (scikit-learn reads it as true).
 """
 
 import numbers
@@ -51,6 +59,8 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 SOLVERS = {"sgd", "momentum", "nesterov", "adam"}
 SCHEDULES = {"constant", "step", "exponential", "cosine"}
+# scikit-learn's activation names -> ours (the rest are the same).
+ACTIVATION_ALIASES = {"logistic": "sigmoid"}
 
 
 class _BaseMLP(BaseEstimator):
@@ -95,9 +105,23 @@ class _BaseMLP(BaseEstimator):
 
     def _optimizer(self):
         solver = check_choice("solver", self.solver, SOLVERS)
+        nesterov = check_bool("nesterovs_momentum", self.nesterovs_momentum)
         if solver == "sgd" and check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True) > 0:
-            return "nesterov" if self.nesterovs_momentum else "momentum"
+            return "nesterov" if nesterov else "momentum"
         return solver
+
+    def _activation(self):
+        activation = self.activation
+        if isinstance(activation, str):
+            activation = ACTIVATION_ALIASES.get(activation, activation)
+        return activation
+
+    def _verbose(self):
+        if isinstance(self.verbose, (bool, np.bool_)):
+            return bool(self.verbose)
+        if isinstance(self.verbose, numbers.Integral):
+            return self.verbose > 0
+        raise TypeError(f"verbose must be True, False or an int, got {self.verbose!r}.")
 
     def _fit_network(self, X, Y, n_out, loss, output_activation):
         """Build self.net_ and train it on (X, Y) already in the network's target form."""
@@ -120,15 +144,16 @@ class _BaseMLP(BaseEstimator):
         check_float("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
         check_float("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
         check_float("epsilon", self.epsilon, low=0.0, low_open=True)
-        check_bool("shuffle", self.shuffle)
+        shuffle = check_bool("shuffle", self.shuffle)
+        early = check_bool("early_stopping", self.early_stopping)
+        verbose = self._verbose()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(0, 2**31 - 1))
-        self.net_ = MLP([X.shape[1], *self._hidden(), n_out], activation=self.activation,
+        self.net_ = MLP([X.shape[1], *self._hidden(), n_out], activation=self._activation(),
                         output_activation=output_activation, loss=loss, seed=seed, dtype=self.dtype)
-        early = bool(self.early_stopping)
         history = self.net_.fit(
             X, Y, epochs=epochs, batch_size=batch_size, learning_rate=self.learning_rate_init,
-            optimizer=optimizer, shuffle=bool(self.shuffle), progress=bool(self.verbose) and None,
+            optimizer=optimizer, shuffle=shuffle, progress=verbose and None,
             momentum=self.momentum, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon,
             weight_decay=self.alpha, seed=seed, lr_schedule=schedule,
             validation_fraction=validation_fraction if early else None, early_stopping=early,
@@ -257,18 +282,33 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y.reshape(len(y), -1)
-        # Standardise through Y / max|Y| so that huge targets cannot overflow the squares.
+        # Standardise through Yn = Y / max|Y| (|Yn| <= 1), so that targets up to the largest float64
+        # overflow neither the mean, nor the squares of the standard deviation, nor (in predict) the
+        # back-transform: y = peak * (a * std + mean) with std, mean of Yn.
         peak = np.abs(Y).max(axis=0)
         peak[peak == 0] = 1.0
         Yn = Y / peak
         mean, std = Yn.mean(axis=0), Yn.std(axis=0)
         std[std == 0] = 1.0
+        self._y_peak, self._y_mean_n, self._y_std_n = peak, mean, std
         self.y_mean_, self.y_scale_ = mean * peak, std * peak
         return self._fit_network(X, (Yn - mean) / std, Y.shape[1], "mse", "identity")
 
     def predict(self, X):
-        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as y in fit."""
-        out = self._forward(X).astype(np.float64) * self.y_scale_ + self.y_mean_
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as y in fit.
+
+        Raises ValueError when a prediction lies beyond the float64 range
+        (possible only for targets within a small factor of 1.8e308).
+        """
+        a = self._forward(X).astype(np.float64)
+        with np.errstate(over="ignore"):
+            out = (a * self._y_std_n + self._y_mean_n) * self._y_peak
+        if not np.all(np.isfinite(out)):
+            bad = int(np.sum(~np.isfinite(out)))
+            raise ValueError(f"predictions must be finite, got {bad} beyond the float64 range (|y| > "
+                             f"{np.finfo(np.float64).max:.3g}): the targets in fit reach "
+                             f"{self._y_peak.max():.3g}; divide y by a large constant before fit "
+                             "(e.g. y / 1e300) and multiply the predictions back.")
         return out[:, 0] if self._y_1d else out
 
     def __sklearn_tags__(self):

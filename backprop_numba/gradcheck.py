@@ -41,6 +41,8 @@ def check_gradients(net, X, Y, eps=1e-6, tolerance=1e-6, indices=None, floor=1e-
         ``numeric`` then hold just those coordinates.
 
     Returns a ``GradientCheck``; it is truthy when ``rel_error < tolerance``.
+    Raises ValueError when the loss, the gradient or a difference is not
+    finite (rel_error would be NaN: neither a pass nor a failure).
     Points where a relu sits exactly at its kink (z = 0) have no derivative;
     differences there disagree with any backpropagation, as they should.
     """
@@ -54,10 +56,15 @@ def check_gradients(net, X, Y, eps=1e-6, tolerance=1e-6, indices=None, floor=1e-
     # A float64 copy: the caller's network is never perturbed, whatever its dtype.
     net64 = MLP.from_weights(
         net.weights, net.biases, activation=net.activations[:-1], output_activation=net.activations[-1],
-        loss=net.loss, dtype=np.float64)
+        loss=net.loss, dtype=np.float64, huber_delta=net.huber_delta)
     X, _ = check_inputs(X, net64.layer_sizes[0], np.float64)
     Y = check_targets(Y, net64.loss, net64.layer_sizes[-1], X.shape[0], np.float64)
-    _, analytic = net64._loss_and_flat_gradient(X, Y)
+    value, analytic = net64._loss_and_flat_gradient(X, Y)
+    if not (np.isfinite(value) and np.isfinite(analytic).all()):
+        bad = int(np.count_nonzero(~np.isfinite(analytic)))
+        raise ValueError(f"the loss and its gradient must be finite to be checked, got loss {value!r} and "
+                         f"{bad} non-finite gradient entries of {analytic.size} (at the network's parameters, in "
+                         "float64): the inputs or the parameters are too large; rescale X or check the weights.")
     theta = net64.theta
     if indices is None:
         indices = np.arange(theta.shape[0])
@@ -77,6 +84,14 @@ def check_gradients(net, X, Y, eps=1e-6, tolerance=1e-6, indices=None, floor=1e-
         down = net64._loss_value_checked(X, Y)
         theta[i] = saved
         numeric[out] = (up - down) / (2 * eps)
+        if not np.isfinite(numeric[out]):
+            raise ValueError(f"the finite difference for theta[{i}] must be finite, got {float(numeric[out])!r} (loss "
+                             f"{up!r} at theta[{i}] + eps, {down!r} at theta[{i}] - eps, eps={eps!r}): use a "
+                             "smaller eps, or rescale X.")
     diff = analytic - numeric
-    rel = np.linalg.norm(diff) / max(np.linalg.norm(analytic) + np.linalg.norm(numeric), floor)
+    # Norms of the scaled vectors: rel_error does not depend on the scale, and huge finite gradients
+    # (|g| ~ 1e200) would otherwise overflow the sums of squares into inf / inf = NaN.
+    scale = max(float(np.abs(analytic).max()), float(np.abs(numeric).max()), floor)
+    rel = np.linalg.norm(diff / scale) / max(np.linalg.norm(analytic / scale) + np.linalg.norm(numeric / scale),
+                                             floor / scale)
     return GradientCheck(float(rel), float(np.abs(diff).max()), analytic, numeric, tolerance)

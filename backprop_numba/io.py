@@ -23,21 +23,50 @@ file before the comment, so a change of any byte anywhere in the file (data,
 zip headers, directory, the comment itself) is detected before anything is
 parsed.
 
-The archive is read with ``allow_pickle=False``: loading never executes code.
-A file that is truncated, altered, of another format version, or not a model
-is refused with a ``ValueError`` (a missing path: ``FileNotFoundError``).
-Saving writes a temporary file ``.tmp-<name>-<random>.npz`` in the same
-folder, flushes it to disk and renames it over the target (``os.replace`` is
-atomic), so a crash mid-save leaves the old file or the new one, never a mix.
-A process killed during ``save`` (SIGKILL, power loss) can leave such a
-temporary file behind; it is never read and may be deleted at any time when no
-save is running.
+Loading reads nothing but a regular file: a FIFO, a device, a socket or a
+directory is refused from ``os.stat`` before it is opened (a FIFO would block
+forever).  The archive is never unpickled (object arrays are refused), and it
+is checked from the zip central directory before any member is decompressed:
+
+- its members are exactly ``<key>.npy`` for the keys above (the required ones
+  and ``extra.<name>``); anything else, or a name given twice, is refused;
+- members are stored or deflated, and their declared decompressed sizes add
+  up to at most ``MAX_EXPANSION`` (16) times the size of the file plus
+  ``EXPANSION_SLACK`` (1 MiB).  ``save`` stores members uncompressed, so its
+  own files are always far inside this bound; a zip bomb (a small file that
+  inflates to gigabytes) is refused without decompressing anything;
+- each member's ``.npy`` header must describe exactly the bytes the directory
+  declares (header plus ``count * itemsize``), so no array larger than its
+  member is ever allocated, and reading stops at the declared size (the
+  ``zipfile`` reader never returns more than that, whatever the data
+  inflates to).
+
+Then the checksums and the entries are checked.  A file that is truncated,
+altered, of another format version, or not a model is refused with a
+``ValueError`` (a missing path: ``FileNotFoundError``).
+
+Saving behaves like ``open(path, "wb")`` on the target, but atomically: a
+symbolic link is written through (its target gets the new content, the link
+stays a link); a target that is not writable (read-only file or folder)
+raises ``PermissionError`` naming the path, and the file is left as it was;
+a directory, a path ending in ``/``, or an existing FIFO/device is refused with
+``ValueError``; a missing folder raises ``FileNotFoundError``.  Errors always
+name the caller's path, never the temporary file.  The new content is written
+to a temporary file ``.tmp-<name>-<random>.npz`` in the target's folder,
+flushed to disk and renamed over the target (``os.replace`` is atomic), so a
+crash mid-save leaves the old file or the new one, never a mix.  A process
+killed during ``save`` (SIGKILL, power loss) can leave such a temporary file
+behind; it is never read and may be deleted at any time when no save is
+running.
 """
 
+import errno
 import hashlib
 import os
+import stat
 import struct
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -46,6 +75,7 @@ from ._validation import check_path
 FORMAT = "backprop_numba.MLP"
 FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "layer_sizes", "activations", "loss", "dtype", "theta", "checksum")
+EXTRA_PREFIX = "extra."
 
 # The zip comment holding the file checksum: a fixed prefix and 64 hex digits.
 _COMMENT_PREFIX = b"backprop_numba-sha256:"
@@ -53,6 +83,10 @@ _COMMENT_LEN = len(_COMMENT_PREFIX) + 64
 _EOCD = b"PK\x05\x06"  # end-of-central-directory signature; the record is 22 bytes plus the comment
 _EOCD_LEN = 22
 _CHUNK = 1 << 20
+
+# Bound on the decompressed size of all members together (see the module docstring).
+MAX_EXPANSION = 16
+EXPANSION_SLACK = 1 << 20
 
 
 def _digest(arrays):
@@ -119,11 +153,59 @@ def _verify_seal(f, path):
         raise ValueError(f"{path} failed its file checksum: the file was altered or corrupted after it was saved.")
 
 
+def _file_kind(mode):
+    """A word for what a non-regular file is."""
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"  # pragma: no cover - door, whiteout, ...
+
+
+def _os_error(exc, path):
+    """The OSError exc, re-raised as open(path) would word it: naming the caller's path."""
+    return OSError(exc.errno, exc.strerror, path) if exc.errno else OSError(f"{exc} (writing {path})")
+
+
+def _save_target(path):
+    """The file save(path) writes: path itself, or what a symbolic link at path points to.
+
+    Raises what ``open(path, "wb")`` would raise, before anything is written.
+    """
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise ValueError(f"path must be a file path, got {path!r}, which names a folder (it ends with "
+                         f"{path[-1]!r}).")
+    target = os.path.realpath(path)  # through symbolic links, like open(); the link itself stays
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:  # a symlink loop, a file where a folder should be, ...
+        raise _os_error(exc, path) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"path must be a file path, got a directory: {path}.")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"path must be a regular file (or a new one), got {_file_kind(st.st_mode)}: {path}.")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder does not exist: {folder} (saving {path}).")
+    # os.access asks the kernel with the caller's rights: root writes anyway, as open() would.
+    if st is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is read-only)", path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the folder {folder} is not "
+                                            "writable)", path)
+    return target, (st.st_mode & 0o777 if st is not None else 0o644)
+
+
 def save_arrays(path, arrays):
     """Write arrays (a dict of name -> ndarray) to path atomically, with checksums.
 
     Object arrays are refused (the format never holds pickles).  The new file
     keeps the permission bits of the file it replaces (0o644 for a new file).
+    A symbolic link is written through to its target; a read-only target
+    raises PermissionError, as ``open(path, "wb")`` would.
     """
     path = check_path("path", path)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
@@ -134,16 +216,12 @@ def save_arrays(path, arrays):
     if "theta" in arrays and not np.isfinite(arrays["theta"]).all():
         raise ValueError("theta must be finite to be saved (load refuses non-finite parameters), got NaN or inf.")
     arrays["checksum"] = np.array(_digest(arrays))
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"path must be a file path, got a directory: {path}.")
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"folder does not exist: {folder} (saving {path}).")
+    target, mode = _save_target(path)
+    folder = os.path.dirname(target)
     try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(path)}-", suffix=".npz", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(target)}-", suffix=".npz", dir=folder)
+    except OSError as exc:
+        raise _os_error(exc, path) from None
     try:
         with os.fdopen(fd, "w+b") as f:
             np.savez(f, **arrays)
@@ -151,12 +229,14 @@ def save_arrays(path, arrays):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):  # a full disk, ...: name the user's file, not the temporary one
+            raise _os_error(exc, path) from None
         raise
     # Make the rename itself durable.
     try:
@@ -171,17 +251,101 @@ def save_arrays(path, arrays):
         os.close(dir_fd)
 
 
+def _member_key(name):
+    """The entry a zip member holds, or None for a name no model file has."""
+    if not name.endswith(".npy"):
+        return None
+    key = name[:-len(".npy")]
+    if key in REQUIRED or (key.startswith(EXTRA_PREFIX) and len(key) > len(EXTRA_PREFIX)):
+        return key
+    return None
+
+
+def _check_directory(zf, path, size):
+    """Member names and declared sizes from the central directory, before anything is decompressed."""
+    infos = zf.infolist()
+    names = [info.filename for info in infos]
+    missing = [k for k in REQUIRED if f"{k}.npy" not in names]
+    if missing:
+        raise ValueError(f"{path} is not a backprop_numba model file: missing entries {missing}.")
+    seen = set()
+    for info in infos:
+        if _member_key(info.filename) is None:
+            raise ValueError(f"{path} is not a backprop_numba model file: it holds an unknown entry "
+                             f"{info.filename!r} (model files hold only {list(REQUIRED)} and "
+                             f"{EXTRA_PREFIX}<name> entries, as .npy members).")
+        if info.filename in seen:
+            raise ValueError(f"{path} is not a valid backprop_numba model file: entry {info.filename!r} "
+                             "appears twice in the archive.")
+        seen.add(info.filename)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ValueError(f"{path} is not a valid backprop_numba model file: entry {info.filename!r} uses "
+                             f"zip compression method {info.compress_type} (only stored or deflated).")
+    total = sum(info.file_size for info in infos)
+    limit = MAX_EXPANSION * size + EXPANSION_SLACK
+    if total > limit:
+        raise ValueError(f"{path} is refused: its entries would decompress to {total:,} bytes, more than "
+                         f"{MAX_EXPANSION} times the file's {size:,} bytes plus 1 MiB ({limit:,}); nothing was "
+                         "decompressed (a model file stores its arrays uncompressed; this looks like a zip bomb).")
+    return infos
+
+
+def _read_member(zf, info, path):
+    """One .npy member as an array, reading no more than the directory declares."""
+    fmt = np.lib.format
+    with zf.open(info) as m:
+        version = fmt.read_magic(m)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(m)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(m)
+        else:
+            raise ValueError(f"{path}: entry {info.filename!r} has .npy format version {version}")
+        if dtype.hasobject:
+            raise ValueError(f"{path} is refused: entry {info.filename!r} is an object array (pickled Python "
+                             "objects), which model files never hold; nothing was unpickled.")
+        if any(n < 0 for n in shape):
+            raise ValueError(f"{path}: entry {info.filename!r} declares a negative shape {shape}")
+        count = 1
+        for n in shape:
+            count *= n
+        nbytes = count * dtype.itemsize
+        header = m.tell()
+        if header + nbytes != info.file_size:
+            raise ValueError(f"{path} is not a valid backprop_numba model file: entry {info.filename!r} "
+                             f"declares shape {shape} of {dtype} ({nbytes:,} bytes) in a member of "
+                             f"{info.file_size - header:,} data bytes.")
+        buf = bytearray(nbytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:
+            n = m.readinto(view[got:])
+            if not n:
+                raise ValueError(f"{path}: entry {info.filename!r} is truncated")
+            got += n
+    if dtype.itemsize == 0:
+        arr = np.empty(count, dtype=dtype)
+    else:
+        arr = np.frombuffer(buf, dtype=dtype, count=count)
+    if fortran:
+        return arr.reshape(shape[::-1]).transpose()
+    return arr.reshape(shape)
+
+
 def _read_verified(f, path):
-    """Every entry of the open model file f, after its file checksum has been verified."""
+    """Every entry of the open model file f, after its file checksum and zip directory have been checked."""
     try:
         _verify_seal(f, path)
+        size = f.seek(0, os.SEEK_END)
         # The file is the one save wrote; still parse it defensively.
         f.seek(0)
-        data = np.load(f, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single .npy array, not an .npz archive")
-        with data:
-            return {key: data[key] for key in data.files}
+        try:
+            zf = zipfile.ZipFile(f)
+        except zipfile.BadZipFile:
+            raise ValueError("it is not a zip (.npz) archive") from None
+        with zf:
+            infos = _check_directory(zf, path, size)
+            return {_member_key(info.filename): _read_member(zf, info, path) for info in infos}
     except ValueError as exc:
         if str(exc).startswith(path):
             raise
@@ -192,19 +356,37 @@ def _read_verified(f, path):
                          f"(truncated, corrupted or not an .npz archive): {type(exc).__name__}: {exc}") from None
 
 
+def _open_regular(path):
+    """Open path for reading if it is a regular file; refuse FIFOs, devices, sockets and folders unopened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"model file not found: {path}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{path} is a directory, not a backprop_numba model file.")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path} is {_file_kind(st.st_mode)}, not a backprop_numba model file: model files "
+                         "are regular files, and this one was not opened.")
+    # O_NONBLOCK: should path be swapped for a FIFO after the stat, open() still returns at once.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # PermissionError etc. pass through
+    f = os.fdopen(fd, "rb")
+    mode = os.fstat(f.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        f.close()
+        raise ValueError(f"{path} is {_file_kind(mode)}, not a backprop_numba model file.")
+    return f
+
+
 def load_arrays(path):
     """Read and verify a model file; return its entries as a dict of arrays.
 
     Raises FileNotFoundError for a missing path and ValueError for anything
     that is not an intact model file of this format version (directories,
-    empty, truncated or altered files, other archives, pickles).
+    FIFOs and devices, empty, truncated or altered files, other archives,
+    pickles, unknown entries, zip bombs).
     """
     path = check_path("path", path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not a backprop_numba model file.")
-    with open(path, "rb") as f:  # PermissionError and other OS errors pass through as they are
+    with _open_regular(path) as f:  # PermissionError and other OS errors pass through as they are
         arrays = _read_verified(f, path)
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:

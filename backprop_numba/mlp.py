@@ -6,13 +6,16 @@ from . import _kernels as K
 from . import activations, io, losses, training
 from ._validation import (
     OVERFLOW_HINT,
-    check_activation_names,
-    check_choice,
-    check_dtype,
     check_finite_result,
+    check_fits_dtype,
     check_inputs,
-    check_layer_sizes,
+    check_layer_parameters,
+    check_network,
+    check_same_rows,
+    check_sample_weight,
     check_seed,
+    check_single_output,
+    check_stored_theta,
     check_targets,
     check_theta,
 )
@@ -56,14 +59,17 @@ class MLP:
         loss needs ("sigmoid" for bce, "softmax" for cross_entropy), "sigmoid"
         for sse/half_sse (as in the seeds) and "identity" for mse.
     loss : str, default "mse"
-        "sse", "half_sse", "mse", "bce" or "cross_entropy" (see ``losses``).
+        "sse", "half_sse", "mse", "bce", "cross_entropy", "huber", "mae" or
+        "poisson" (needs ``output_activation="exp"``; see ``losses``).
+    huber_delta : float > 0, default 1.0
+        Where the huber loss turns from quadratic to linear (PyTorch's ``delta``).
     seed : int or None
         Seeds the initial weights and the shuffling in ``fit``.
     dtype : np.float32 or np.float64, default np.float64
 
     Notes
     -----
-    Weights use the column convention of seeds 000/001/003: ``W[l]`` has shape
+    Weights use the column convention of notes 000/001/003: ``W[l]`` has shape
     ``(n[l], n[l-1])`` and ``z[l] = W[l] a[l-1] + b[l]``.  Layers are numbered
     from ``a[0] = x``.  All parameters live in one flat vector ``theta``;
     ``weights`` and ``biases`` are views into it, so writing to them changes
@@ -88,33 +94,21 @@ class MLP:
     _incremental = None  # partial_fit's state between calls (training.Incremental)
 
     def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
-                 seed=None, dtype=np.float64):
-        self._configure(layer_sizes, activation, output_activation, loss, dtype)
+                 seed=None, dtype=np.float64, huber_delta=1.0):
+        self._configure(layer_sizes, activation, output_activation, loss, dtype, huber_delta)
         self._rng = np.random.default_rng(check_seed("seed", seed))
         self.theta = np.zeros(self._n_params, dtype=self.dtype)
         self._initialise()
 
     # -- construction ------------------------------------------------------
 
-    def _configure(self, layer_sizes, activation, output_activation, loss, dtype):
-        sizes = check_layer_sizes(layer_sizes)
-        L = len(sizes) - 1
-        loss = check_choice("loss", loss, losses.CODES)
-        if output_activation is None:
-            output_activation = losses.DEFAULT_OUTPUT[loss]
-        output_activation = check_choice("output_activation", output_activation, activations.OUTPUT)
-        hidden = check_activation_names(activation, L - 1, activations.HIDDEN)
-        needed = losses.REQUIRED_OUTPUT.get(loss)
-        if needed is not None and output_activation != needed:
-            raise ValueError(f"output_activation must be {needed!r} for loss={loss!r}, got {output_activation!r}.")
-        if output_activation == "softmax" and sizes[-1] < 2:
-            raise ValueError(f"output_activation='softmax' needs at least 2 outputs, got layer_sizes[-1]={sizes[-1]}.")
-        self.layer_sizes = sizes
-        self.activations = hidden + [output_activation]
-        self.loss = loss
-        self.dtype = check_dtype(dtype)
-        self._arch, self._n_params = _arch_table(sizes, [activations.CODES[a] for a in self.activations])
-        self._loss_code = losses.CODES[loss]
+    def _configure(self, layer_sizes, activation, output_activation, loss, dtype, huber_delta=1.0):
+        spec = check_network(layer_sizes, activation, output_activation, loss, dtype, huber_delta,
+                             losses, activations.HIDDEN, activations.OUTPUT)
+        self.layer_sizes, self.activations, self.loss, self.dtype, self.huber_delta = spec
+        self._arch, self._n_params = _arch_table(self.layer_sizes, [activations.CODES[a] for a in self.activations])
+        self._loss_code = losses.CODES[self.loss]
+        self._loss_param = self.huber_delta if self.loss == "huber" else 0.0  # the kernels' loss_param
 
     def _initialise(self):
         for l in range(1, self.n_layers + 1):
@@ -126,59 +120,28 @@ class MLP:
 
     @classmethod
     def from_weights(cls, weights, biases, layout="column", activation="sigmoid", output_activation=None,
-                     loss="mse", dtype=None, seed=None):
+                     loss="mse", dtype=None, seed=None, huber_delta=1.0):
         """Build a network from given parameters.
 
         Parameters
         ----------
         weights : sequence of 2-D arrays
-            ``layout="column"``: W[l] of shape (n[l], n[l-1]) (seeds 000/001/003).
-            ``layout="row"``: W[l] of shape (n[l-1], n[l]), ``z = a W + b`` (seeds 002/004).
+            ``layout="column"``: W[l] of shape (n[l], n[l-1]) (notes 000/001/003).
+            ``layout="row"``: W[l] of shape (n[l-1], n[l]), ``z = a W + b`` (notes 002/004).
         biases : sequence of 1-D arrays of shape (n[l],)
         dtype : float32 or float64; default: float32 if every weight is
             float32, else float64.
         """
-        layout = check_choice("layout", layout, {"column", "row"})
         seed = check_seed("seed", seed)
-        for name, value in (("weights", weights), ("biases", biases)):
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                raise TypeError(f"{name} must be a sequence of arrays (one per layer), got {type(value).__name__}.")
-        if isinstance(weights, np.ndarray) or isinstance(biases, np.ndarray):
-            raise TypeError("weights and biases must be sequences of arrays (one per layer), got a single ndarray.")
-        weights, biases = list(weights), list(biases)
-        if not weights:
-            raise ValueError("weights must hold at least one layer, got an empty sequence.")
-        if len(weights) != len(biases):
-            raise ValueError(f"biases must have one array per layer ({len(weights)}), got {len(biases)}.")
-        Ws, bs = [], []
-        for l, (W, b) in enumerate(zip(weights, biases), start=1):
-            W = _as_param(f"weights[{l - 1}]", W, 2)
-            b = _as_param(f"biases[{l - 1}]", b, 1)
-            if layout == "row":
-                W = W.T
-            Ws.append(W)
-            bs.append(b)
-        sizes = [Ws[0].shape[1]] + [W.shape[0] for W in Ws]
-        for l in range(len(Ws)):
-            if Ws[l].shape[1] != sizes[l]:
-                expected = (sizes[l + 1], sizes[l]) if layout == "column" else (sizes[l], sizes[l + 1])
-                got = Ws[l].shape if layout == "column" else Ws[l].T.shape
-                raise ValueError(f"weights[{l}] must have shape {expected} to chain with the layer before ({layout} layout), got {got}.")
-            if bs[l].shape != (sizes[l + 1],):
-                raise ValueError(f"biases[{l}] must have shape ({sizes[l + 1]},), got {bs[l].shape}.")
+        Ws, bs = check_layer_parameters(weights, biases, layout)
         if dtype is None:  # any byte order: a big-endian float32 ('>f4') is float32 too
             dtype = np.float32 if all(W.dtype.newbyteorder("=") == np.float32 for W in Ws) else np.float64
         net = cls.__new__(cls)
-        net._configure(sizes, activation, output_activation, loss, dtype)
+        net._configure([Ws[0].shape[1]] + [W.shape[0] for W in Ws], activation, output_activation, loss, dtype,
+                       huber_delta)
         net._rng = np.random.default_rng(seed)
         net.theta = np.zeros(net._n_params, dtype=net.dtype)
-        limit = np.finfo(net.dtype).max
-        for l in range(len(Ws)):
-            for name, arr in ((f"weights[{l}]", Ws[l]), (f"biases[{l}]", bs[l])):
-                big = np.abs(arr.astype(np.float64)).max()
-                if big > limit:
-                    raise ValueError(f"{name} must fit in {np.dtype(net.dtype).name} (|value| <= {limit:.4g}), "
-                                     f"got a value of magnitude {big:.4g}.")
+        check_fits_dtype(Ws, bs, net.dtype)
         for l in range(1, net.n_layers + 1):
             net.W(l)[...] = Ws[l - 1]
             net.b(l)[...] = bs[l - 1]
@@ -238,8 +201,9 @@ class MLP:
         """A valid constructor call for this architecture (the parameters are not shown)."""
         hidden = self.activations[:-1]
         activation = hidden[0] if len(set(hidden)) == 1 else hidden  # [] for a network without hidden layers
+        delta = f", huber_delta={self.huber_delta!r}" if self.huber_delta != 1.0 else ""
         return (f"MLP({self.layer_sizes}, activation={activation!r}, output_activation={self.activations[-1]!r}, "
-                f"loss={self.loss!r}, dtype={np.dtype(self.dtype).name!r})")
+                f"loss={self.loss!r}, dtype={np.dtype(self.dtype).name!r}{delta})")
 
     # -- buffers -----------------------------------------------------------
 
@@ -295,7 +259,7 @@ class MLP:
             labels = (out > 0.5).astype(np.int64)
         return labels[0] if one else labels
 
-    def loss_and_gradients(self, X, Y):
+    def loss_and_gradients(self, X, Y, sample_weight=None):
         """Mean loss over a batch and its gradient with respect to every W[l] and b[l].
 
         Parameters
@@ -310,31 +274,36 @@ class MLP:
             Mean over the samples of the per-sample loss (see ``losses``).
         grads : list of (dW, db)
             For l = 1..L, arrays shaped like W[l] and b[l]: the gradient of
-            that mean loss (seed 002 eqs. 3-4 averaged over the batch).
+            that mean loss (note 002 eqs. 3-4 averaged over the batch).
         """
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        value, grad = self._loss_and_flat_gradient(X, Y)
+        value, grad = self._loss_and_flat_gradient(X, Y, check_sample_weight(sample_weight, X.shape[0], self.dtype))
         check_finite_result("the loss", value, OVERFLOW_HINT)
         check_finite_result("the gradient", grad, OVERFLOW_HINT)
         return value, self._unflatten(grad)
 
-    def _loss_and_flat_gradient(self, X, Y):
+    def _loss_and_flat_gradient(self, X, Y, SW=None):
         a_buf, z_buf, d_buf = self._unit_buffers(X.shape[0], 3)
         grad = np.empty(self._n_params, dtype=self.dtype)
-        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, X, Y, a_buf, z_buf, d_buf, grad)
+        SW = np.empty(0, dtype=self.dtype) if SW is None else SW
+        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
+                                      z_buf, d_buf, grad)
         return float(value), grad
 
-    def loss_value(self, X, Y):
-        """Mean loss over X, Y (forward passes only)."""
+    def loss_value(self, X, Y, sample_weight=None):
+        """Mean loss over X, Y (forward passes only); with sample_weight, sum_i s_i C_i / sum_i s_i."""
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        return check_finite_result("the loss", self._loss_value_checked(X, Y), OVERFLOW_HINT)
+        SW = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        return check_finite_result("the loss", self._loss_value_checked(X, Y, SW), OVERFLOW_HINT)
 
-    def _loss_value_checked(self, X, Y):
+    def _loss_value_checked(self, X, Y, SW=None):
         chunk = min(X.shape[0], PREDICT_CHUNK)
         a_buf, z_buf = self._unit_buffers(chunk, 2)
-        return float(K._loss_value(self.theta, self._arch, self._loss_code, X, Y, a_buf, z_buf, chunk))
+        SW = np.empty(0, dtype=self.dtype) if SW is None else SW
+        return float(K._loss_value(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
+                                   z_buf, chunk))
 
     def vjp(self, X, V):
         """Vector-Jacobian product V^T J of the output a[L] with respect to the input.
@@ -344,8 +313,7 @@ class MLP:
         """
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
         V, _ = check_inputs(V, self.layer_sizes[-1], self.dtype, name="V", what="the network's output size")
-        if V.shape[0] != X.shape[0]:
-            raise ValueError(f"V must have one row per sample of X ({X.shape[0]}), got {V.shape[0]}.")
+        check_same_rows("V", V, "X", X)
         gx = check_finite_result("the vector-Jacobian product", self._vjp_checked(X, V), OVERFLOW_HINT)
         return gx[0] if one else gx
 
@@ -357,14 +325,12 @@ class MLP:
         return gx
 
     def input_gradient(self, X):
-        """Gradient of the single output a[L] with respect to the input x (seeds 000/001).
+        """Gradient of the single output a[L] with respect to the input x (notes 000/001).
 
         Needs n[L] == 1.  X of shape (n[0],) -> (n[0],); (B, n[0]) -> (B, n[0]).
         For several outputs use ``jacobian`` or ``vjp``.
         """
-        if self.layer_sizes[-1] != 1:
-            raise ValueError(f"input_gradient needs a network with 1 output, got {self.layer_sizes[-1]} outputs; "
-                             "use jacobian(x) or vjp(x, v) instead.")
+        check_single_output(self.layer_sizes[-1])
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
         gx = self._vjp_checked(X, np.ones((X.shape[0], 1), dtype=self.dtype))
         check_finite_result("the input gradient", gx, OVERFLOW_HINT)
@@ -374,7 +340,7 @@ class MLP:
         """Jacobian d a[L] / d x: shape (n[L], n[0]) for one sample, (B, n[L], n[0]) for a batch.
 
         Row i is the vector-Jacobian product with the i-th unit vector: the
-        input-gradient recursion of seeds 000/001 seeded with e_i.
+        input-gradient recursion of notes 000/001 seeded with e_i.
         """
         X, one = check_inputs(X, self.layer_sizes[0], self.dtype)
         n_out = self.layer_sizes[-1]
@@ -387,76 +353,12 @@ class MLP:
 
     # -- training ------------------------------------------------------------
 
-    def fit(self, X, Y, epochs=10, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True,
+    def fit(self, X, Y=None, epochs=10, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True,
             validation_data=None, progress=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
             weight_decay=0.0, on_nonfinite="raise", seed=None, lr_schedule=None, validation_fraction=None,
             early_stopping=False, patience=10, min_delta=0.0, checkpoint_every=None, checkpoint_path=None,
-            resume_from=None, callbacks=None):
-        """Train by mini-batch gradient descent (seeds 002, 004); return the history.
-
-        Each epoch runs as one compiled call (``training.Workspace``):
-        shuffling, mini-batches, forward, delta recursion, gradients and the
-        optimizer step, over buffers allocated once.  Python runs only
-        between epochs (learning-rate schedule, validation, callbacks: early
-        stopping, checkpoints, progress bar); ``training.py`` holds the loop.
-
-        Parameters
-        ----------
-        X : array of shape (n_samples, n[0])
-        Y : targets (see ``loss_and_gradients``)
-        epochs : int >= 1, the total number of epochs of the run (a resumed
-            run counts the epochs of its checkpoint in)
-        batch_size : int >= 1 (capped at n_samples); the last batch may be smaller
-        learning_rate : float > 0, eta in W <- W - eta dC/dW (eta_0 of a schedule)
-        optimizer : "sgd", "momentum", "nesterov", "adam", "rmsprop", or an
-            ``optimizers.Optimizer`` instance such as ``Adam(beta1=0.8)`` (its
-            own hyper-parameters then apply, not the keywords below)
-        shuffle : bool, reshuffle the samples every epoch
-        validation_data : (X_val, Y_val), optional, evaluated after each epoch
-        progress : bool or None; None shows a tqdm bar only on a terminal
-        momentum, beta1, beta2, eps : hyper-parameters of a named optimizer
-            (each taken by the optimizers that have it)
-        weight_decay : float >= 0, L2 penalty on weights (not biases)
-        on_nonfinite : "raise" (default) stops with DivergenceError at the
-            first non-finite loss or gradient, or optimizer step that would
-            make a parameter non-finite, keeping the last finite parameters;
-            "skip" skips such mini-batches and counts them in
-            history["skipped_steps"].
-        seed : int, optional; seeds the shuffling and the validation split
-            (default: the network's generator)
-        lr_schedule : None, "constant", "step", "exponential", "cosine" or a
-            ``schedules.Schedule`` (e.g. ``schedules.Step(10, 0.5)``): the
-            learning rate of each epoch; a name uses that schedule's defaults.
-        validation_fraction : float in (0, 1), optional; hold out this fraction
-            of X, Y (a seeded random split) as validation data.  Not with
-            validation_data.
-        early_stopping : bool; stop when val_loss has not improved by more
-            than min_delta for `patience` epochs, and restore the parameters
-            of the best epoch.  Needs validation_data or validation_fraction.
-        patience : int >= 1;  min_delta : float >= 0
-        checkpoint_every : int >= 1, optional; write a checkpoint to
-            checkpoint_path every that many epochs (and after the last one).
-        checkpoint_path : path of the checkpoint file (overwritten atomically);
-            given together with checkpoint_every
-        resume_from : path of a checkpoint written by an earlier ``fit``;
-            training continues from its epoch with its parameters, optimizer
-            state, step counter, random state and history.  With the same data
-            and options, the result is bit-identical to an uninterrupted run.
-            ``epochs`` may not be below the checkpoint's epoch.
-        callbacks : sequence of objects with any of ``on_train_begin(net)``,
-            ``on_epoch_end(epoch, logs)`` (return True to stop after that
-            epoch; ``logs`` holds the epoch's latest history values) and
-            ``on_train_end(net, history)`` (Keras' callback protocol).
-
-        Returns
-        -------
-        history : dict of lists, one entry per epoch: "loss" (mean training
-            loss over the epoch's mini-batches), and with validation data
-            "val_loss" and, for bce/cross_entropy, "val_accuracy"; also
-            "accuracy" for classification losses, "seconds", and "lr" when a
-            schedule is given.  With early stopping, also the ints
-            "best_epoch" (1-based) and "stopped_epoch" (0 if it ran to the end).
-        """
+            resume_from=None, callbacks=None, sample_weight=None, checkpoint_metadata=None):
+        # The docstring is training.FIT_DOC (set below the class), beside the table of fit's options.
         options = dict(locals())
         for key in ("self", "X", "Y"):
             del options[key]
@@ -465,23 +367,8 @@ class MLP:
 
     def partial_fit(self, X, Y, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True, momentum=0.9,
                     beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, on_nonfinite="raise", seed=None,
-                    lr_schedule=None):
-        """One pass of mini-batch training over X, Y that continues earlier calls (scikit-learn's partial_fit).
-
-        The parameters AND the optimizer's state (momentum velocity, Adam's
-        moments and step count) and the position in ``lr_schedule`` (one
-        position per call; a schedule that needs the run's length, such as
-        Cosine, must be given its ``t_max``) carry over from one call to the
-        next, so calls over the chunks of a data set train like the epochs of
-        one ``fit``.  The optimizer may not change between calls; its
-        hyper-parameters and the batch size may.  ``fit`` and
-        ``reset_training`` start afresh.  Options as in ``fit``; ``seed``
-        seeds the shuffles from the first call on.
-
-        Returns a dict: the pass's mean training "loss", "samples", "steps"
-        and "skipped" mini-batches, its "lr", the number of "passes" so far
-        and "optimizer_steps" (Adam's t).
-        """
+                    lr_schedule=None, sample_weight=None):
+        # The docstring is training.PARTIAL_FIT_DOC (set below the class).
         options = dict(locals())
         for key in ("self", "X", "Y"):
             del options[key]
@@ -491,13 +378,14 @@ class MLP:
         """Forget the optimizer state that partial_fit carries between calls (the parameters stay)."""
         self._incremental = None
 
-    def evaluate(self, X, Y):
-        """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y."""
+    def evaluate(self, X, Y, sample_weight=None):
+        """{"loss": mean loss, "accuracy": for bce/cross_entropy} on X, Y (both weighted by sample_weight)."""
         X, _ = check_inputs(X, self.layer_sizes[0], self.dtype)
         Y = check_targets(Y, self.loss, self.layer_sizes[-1], X.shape[0], self.dtype)
-        result = {"loss": check_finite_result("the loss", self._loss_value_checked(X, Y), OVERFLOW_HINT)}
+        SW = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        result = {"loss": check_finite_result("the loss", self._loss_value_checked(X, Y, SW), OVERFLOW_HINT)}
         if self.loss in losses.CLASSIFICATION:
-            result["accuracy"] = _accuracy(self._forward_checked(X), Y, self.loss)
+            result["accuracy"] = _accuracy(self._forward_checked(X), Y, self.loss, SW)
         return result
 
     # -- files -------------------------------------------------------------
@@ -511,7 +399,17 @@ class MLP:
             "loss": np.array(self.loss),
             "dtype": np.array(np.dtype(self.dtype).name),
             "theta": self.theta.copy(),
+            **({"extra.huber_delta": np.array(self.huber_delta)} if self.loss == "huber" else {}),
         }
+
+    def to_onnx(self, path):
+        """Write the network as an ONNX model (input "X", output "Y" = a[L]); see ``onnx_export``.
+
+        Needs the ``onnx`` package (``pip install 'backprop_numba[onnx]'``);
+        any ONNX runtime then serves the model without this library.
+        """
+        from . import onnx_export
+        return onnx_export.export(self, path)
 
     def save(self, path):
         """Write the network to an .npz model file (format: ``backprop_numba.io``), atomically."""
@@ -525,35 +423,18 @@ class MLP:
 
     @classmethod
     def _from_arrays(cls, arrays, path="model file"):
+        net = cls.__new__(cls)
         try:
-            sizes = [int(n) for n in arrays["layer_sizes"]]
-            acts = [str(a) for a in arrays["activations"]]
-            net = cls.__new__(cls)
-            net._configure(sizes, acts[:-1], acts[-1], str(arrays["loss"]), str(arrays["dtype"]))
+            delta = arrays.get("extra.huber_delta", np.array(1.0))
+            net._configure([int(n) for n in arrays["layer_sizes"]], [str(a) for a in arrays["activations"][:-1]],
+                           str(arrays["activations"][-1]), str(arrays["loss"]), str(arrays["dtype"]),
+                           float(delta) if delta.shape == () and delta.dtype.kind == "f" else "invalid")
         except (TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"{path} describes an invalid network: {exc}") from None
-        theta = arrays["theta"]
-        if theta.shape != (net._n_params,) or theta.dtype != net.dtype:
-            raise ValueError(f"{path} holds {theta.shape} parameters of dtype {theta.dtype}; the network it "
-                             f"describes needs ({net._n_params},) of dtype {np.dtype(net.dtype).name}.")
-        if not np.isfinite(theta).all():
-            raise ValueError(f"{path} holds non-finite parameters.")
-        net.theta = np.ascontiguousarray(theta.copy())
+        net.theta = check_stored_theta(arrays["theta"], net._n_params, net.dtype, path)
         net._rng = np.random.default_rng()
         return net
 
 
-def _as_param(name, value, ndim):
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{name} must be a rectangular numeric array.") from None
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}.")
-    if arr.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {arr.shape}.")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, got NaN or inf.")
-    return arr
+MLP.fit.__doc__ = training.FIT_DOC
+MLP.partial_fit.__doc__ = training.PARTIAL_FIT_DOC

@@ -17,7 +17,9 @@ Everything here runs between epochs; the epoch itself is one compiled call.
 """
 
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -27,7 +29,8 @@ import numpy as np
 from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
-from ._validation import check_inputs, check_params, check_targets, check_theta
+from ._validation import (check_inputs, check_output_path, check_params, check_sample_weight, check_targets,
+                          check_theta)
 
 # A training loss this many times the first epoch's (still finite) gets a
 # RuntimeWarning: the run is diverging slowly, on its way to a DivergenceError.
@@ -36,6 +39,108 @@ EXPLODING = 1e6
 # Status of an epoch (beyond _kernels.OK/NONFINITE_*): an optimizer step
 # turned finite parameters into inf/NaN (overflow of theta - lr * step).
 NONFINITE_PARAMETERS = 3
+
+FIT_DOC = """Train by mini-batch gradient descent (notes 002, 004); return the history.
+
+Each epoch runs as one compiled call (``training.Workspace``):
+shuffling, mini-batches, forward, delta recursion, gradients and the
+optimizer step, over buffers allocated once.  Python runs only
+between epochs (learning-rate schedule, validation, callbacks: early
+stopping, checkpoints, progress bar); ``training.py`` holds the loop.
+
+Parameters
+----------
+X : array of shape (n_samples, n[0]); or data larger than memory, read
+    one block of rows at a time (memory bounded by the block and batch
+    sizes, see ``training.Blocks``): an ``np.memmap`` (``np.load(path,
+    mmap_mode="r")``, Y and sample_weight arrays or memmaps of the same
+    length; blocks of ~32 MB in shuffled order, rows shuffled within each
+    block), or an iterable of ``(X, Y)`` or ``(X, Y, sample_weight)``
+    chunks with Y omitted (a list, or a callable returning a fresh iterator
+    each epoch; rows shuffled within each chunk).  Such data needs
+    validation_data rather than validation_fraction.
+Y : targets (see ``loss_and_gradients``)
+epochs : int >= 1, the total number of epochs of the run (a resumed
+    run counts the epochs of its checkpoint in)
+batch_size : int >= 1 (capped at n_samples); the last batch may be smaller
+learning_rate : float > 0, eta in W <- W - eta dC/dW (eta_0 of a schedule)
+optimizer : "sgd", "momentum", "nesterov", "adam", "rmsprop", or an
+    ``optimizers.Optimizer`` instance such as ``Adam(beta1=0.8)`` (its
+    own hyper-parameters then apply, not the keywords below)
+shuffle : bool, reshuffle the samples every epoch
+validation_data : (X_val, Y_val), optional, evaluated after each epoch
+progress : bool or None; None shows a tqdm bar only on a terminal
+momentum, beta1, beta2, eps : hyper-parameters of a named optimizer
+    (each taken by the optimizers that have it)
+weight_decay : float >= 0, L2 penalty on weights (not biases)
+on_nonfinite : "raise" (default) stops with DivergenceError at the
+    first non-finite loss or gradient, or optimizer step that would
+    make a parameter non-finite, keeping the last finite parameters;
+    "skip" skips such mini-batches and counts them in
+    history["skipped_steps"].
+seed : int, optional; seeds the shuffling and the validation split
+    (default: the network's generator)
+lr_schedule : None, "constant", "step", "exponential", "cosine" or a
+    ``schedules.Schedule`` (e.g. ``schedules.Step(10, 0.5)``): the
+    learning rate of each epoch; a name uses that schedule's defaults.
+validation_fraction : float in (0, 1), optional; hold out this fraction
+    of X, Y (a seeded random split) as validation data.  Not with
+    validation_data.
+early_stopping : bool; stop when val_loss has not improved by more
+    than min_delta for `patience` epochs, and restore the parameters
+    of the best epoch.  Needs validation_data or validation_fraction.
+patience : int >= 1;  min_delta : float >= 0
+checkpoint_every : int >= 1, optional; write a checkpoint to
+    checkpoint_path every that many epochs (and after the last one).
+checkpoint_path : path of the checkpoint file (overwritten atomically);
+    given together with checkpoint_every
+resume_from : path of a checkpoint written by an earlier ``fit``;
+    training continues from its epoch with its parameters, optimizer
+    state, step counter, random state and history.  With the same data
+    and options, the result is bit-identical to an uninterrupted run.
+    ``epochs`` may not be below the checkpoint's epoch.
+checkpoint_metadata : JSON-serialisable dict, optional; stored in each
+    checkpoint as ``extra.metadata`` (``checkpoint.read_checkpoint``
+    returns it), e.g. the options of the run that wrote it.
+callbacks : sequence of objects with any of ``on_train_begin(net)``,
+    ``on_epoch_end(epoch, logs)`` (return True to stop after that
+    epoch; ``logs`` holds the epoch's latest history values) and
+    ``on_train_end(net, history)`` (Keras' callback protocol).
+sample_weight : array of shape (n_samples,), optional; weights >= 0 (not
+    all 0).  A mini-batch's loss is ``sum_i s_i C_i / sum_i s_i``
+    (scikit-learn's and Keras' meaning), so integer weights train like
+    repeated rows; the weight enters the kernels once, as a factor on
+    delta[L].  The training loss and accuracy in the history are weighted
+    too; validation_data may carry its own weights as a third element, and
+    validation_fraction splits the weights with the rows.
+
+Returns
+-------
+history : dict of lists, one entry per epoch: "loss" (mean training
+    loss over the epoch's mini-batches), and with validation data
+    "val_loss" and, for bce/cross_entropy, "val_accuracy"; also
+    "accuracy" for classification losses (counted on each mini-batch
+    before its step, inside the compiled epoch, as Keras does), "seconds",
+    and "lr" when a schedule is given.  With early stopping, also the ints
+    "best_epoch" (1-based) and "stopped_epoch" (0 if it ran to the end).
+"""
+
+PARTIAL_FIT_DOC = """One pass of mini-batch training over X, Y that continues earlier calls (scikit-learn's partial_fit).
+
+The parameters AND the optimizer's state (momentum velocity, Adam's
+moments and step count) and the position in ``lr_schedule`` (one
+position per call; a schedule that needs the run's length, such as
+Cosine, must be given its ``t_max``) carry over from one call to the
+next, so calls over the chunks of a data set train like the epochs of
+one ``fit``.  The optimizer may not change between calls; its
+hyper-parameters and the batch size may.  ``fit`` and
+``reset_training`` start afresh.  Options as in ``fit`` (``sample_weight``
+included); ``seed`` seeds the shuffles from the first call on.
+
+Returns a dict: the pass's mean training "loss", "samples", "steps"
+and "skipped" mini-batches, its "lr", the number of "passes" so far
+and "optimizer_steps" (Adam's t).
+"""
 
 # fit's options and their constraints, stated once (the optimizer's
 # hyper-parameters are stated by the optimizer classes).
@@ -53,6 +158,7 @@ FIT_PARAMS = {
     "validation_fraction": dict(kind="real", low=0.0, high=1.0, low_open=True, high_open=True, allow_none=True),
     "seed": dict(kind="int", minimum=0, allow_none=True),
 }
+# (checkpoint_metadata, a JSON-serialisable dict, is checked by checkpoint.py when written.)
 # Every optimizer hyper-parameter fit takes as a keyword, with its constraint.
 OPTIMIZER_PARAMS = {k: spec for cls in optimizers.CLASSES.values() for k, spec in cls.PARAMS.items()}
 
@@ -77,18 +183,45 @@ class DivergenceError(FloatingPointError):
 
 @dataclass
 class EpochResult:
-    """What one compiled epoch did: summed loss, samples and steps used, steps skipped, status."""
+    """What one epoch (or its first part, when interrupted) did: summed loss, correct
+    classifications, samples and steps used, steps skipped, batches done, status."""
 
-    loss_sum: float
-    samples: int
-    steps: int
-    skipped: int
-    status: int
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    weight_sum: float = 0.0
+    samples: int = 0
+    steps: int = 0
+    skipped: int = 0
+    batches: int = 0
+    status: int = K.OK
 
     @property
     def loss(self):
-        """Mean training loss over the samples used (NaN if none)."""
-        return self.loss_sum / self.samples if self.samples else float("nan")
+        """(Weighted) mean training loss over the samples used (NaN if none)."""
+        return self.loss_sum / self.weight_sum if self.weight_sum else float("nan")
+
+    def add(self, batches, samples, steps, skipped, status, acc):
+        self.loss_sum, self.correct, self.weight_sum = (float(acc[K.LOSS_SUM]), float(acc[K.CORRECT]),
+                                                        float(acc[K.WEIGHT_SUM]))
+        self.samples += samples
+        self.steps += steps
+        self.skipped += skipped
+        self.batches += batches
+        self.status = status
+
+
+class Interrupted(Exception):
+    """Raised between two chunks of an epoch when an Interrupt flag was set (Ctrl-C, SIGTERM)."""
+
+    def __init__(self, result, signum):
+        super().__init__("interrupted")
+        self.result, self.signum = result, signum
+
+
+# A chunk of an epoch (one compiled call) aims at this much work, so that
+# Ctrl-C is acted on within a fraction of a second; each return to Python
+# costs ~20 us, 0.02% of a chunk.
+CHUNK_SECONDS = 0.1
 
 
 class Workspace:
@@ -96,7 +229,7 @@ class Workspace:
 
     >>> ws = Workspace(net, batch_size=32, optimizer="adam")        # doctest: +SKIP
     >>> ws.run_epoch(X, Y, learning_rate=0.01, shuffle_seed=7)      # doctest: +SKIP
-    EpochResult(loss_sum=..., samples=..., steps=..., skipped=0, status=0)
+    EpochResult(loss_sum=..., correct=..., samples=..., steps=..., skipped=0, batches=..., status=0)
 
     ``run_epoch`` takes X, Y as C-contiguous arrays of the network's dtype
     (``MLP.fit`` validates them first; ``prepare`` does the same here), Y 2-D.
@@ -111,76 +244,160 @@ class Workspace:
         size = self.batch_size * sum(net.layer_sizes)
         self.a, self.z, self.delta = (np.empty(size, dtype=net.dtype) for _ in range(3))
         self.y = np.empty(self.batch_size * net.layer_sizes[-1], dtype=net.dtype)
+        self.w = np.empty(self.batch_size, dtype=net.dtype)
+        self.unweighted = np.empty(0, dtype=net.dtype)
         self.grad = np.empty(net._n_params, dtype=net.dtype)
         self.state = self.optimizer.new_state(net._n_params, net.dtype)
         self.hyper = self.optimizer.hyper_array()
         self.step = 0
         self.perm = np.arange(0, dtype=np.int64)
+        self.acc = np.zeros(K.N_ACC, dtype=np.float64)
+        self.seconds_per_batch = None  # measured on the chunks run so far
 
     def prepare(self, X, Y):
         """X, Y validated and converted as ``run_epoch`` needs them."""
         X, _ = check_inputs(X, self.net.layer_sizes[0], self.net.dtype)
         return X, check_targets(Y, self.net.loss, self.net.layer_sizes[-1], X.shape[0], self.net.dtype)
 
-    def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False):
+    def n_batches(self, n_rows):
+        return -(-n_rows // self.batch_size)
+
+    def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False, resume=None, interrupt=None,
+                  on_chunk=None, sample_weight=None):
         """One compiled epoch of mini-batch training over X, Y; returns an EpochResult.
 
         shuffle_seed >= 0 shuffles the rows first (seeded); -1 keeps their
         order.  A mini-batch with a non-finite loss or gradient, or whose step
         would make a parameter non-finite, gets no update: with
         skip_nonfinite the epoch goes on, otherwise it stops there.
+
+        With ``interrupt`` (an ``Interrupt``) or ``on_chunk`` (called with the
+        batches done so far and the total), the epoch runs in chunks of about
+        CHUNK_SECONDS, and a set interrupt raises ``Interrupted`` between two
+        chunks, theta holding the parameters of the last finished step.
+        ``resume`` (an EpochResult of the same epoch's first batches, same
+        shuffle_seed) continues an interrupted epoch where it stopped.
+        ``sample_weight``: one weight per row of X, of the network's dtype
+        (``check_sample_weight``), or None.
         """
+        SW = self.unweighted if sample_weight is None else sample_weight
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
-        result = EpochResult(*self._guarded(X, Y, float(learning_rate), int(shuffle_seed), bool(skip_nonfinite)))
-        self.step += result.steps
+        if shuffle_seed >= 0:
+            K._shuffle(self.perm, int(shuffle_seed))
+        else:
+            self.perm[:] = np.arange(X.shape[0])
+        result = EpochResult() if resume is None else resume
+        self.acc[K.LOSS_SUM], self.acc[K.CORRECT], self.acc[K.WEIGHT_SUM] = (result.loss_sum, result.correct,
+                                                                             result.weight_sum)
+        total = self.n_batches(X.shape[0])
+        chunked = interrupt is not None or on_chunk is not None
+        lr, skip = float(learning_rate), bool(skip_nonfinite)
+        while result.batches < total and result.status == K.OK:
+            if interrupt is not None and interrupt.signum is not None:
+                raise Interrupted(result, interrupt.signum)
+            before = result.batches
+            last = min(total, before + self._chunk() if chunked else total)
+            started = time.perf_counter()
+            result.add(*self._guarded(X, Y, SW, before, last, lr, skip), self.acc)
+            elapsed = time.perf_counter() - started
+            if result.batches > before and elapsed > 1e-4:
+                self.seconds_per_batch = elapsed / (result.batches - before)
+            if on_chunk is not None:
+                on_chunk(result.batches, total)
         return result
 
-    def _kernel(self, X, Y, perm, shuffle_seed, lr, t, skip):
-        return K._train_epoch(self.net.theta, self.net._arch, self.net._loss_code, X, Y, perm, shuffle_seed,
-                              self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
-                              self.a, self.z, self.delta, self.y, self.grad)
+    def _chunk(self):
+        """Batches for the next compiled call: about CHUNK_SECONDS of work (guessed from the FLOPs at first)."""
+        if self.seconds_per_batch is None:
+            # ~1 GFLOP/s and 1 us a batch: pessimistic on purpose, so the first chunk is short.
+            self.seconds_per_batch = 1e-6 + 6.0 * self.batch_size * self.net._n_params / 1e9
+        return max(1, int(CHUNK_SECONDS / self.seconds_per_batch))
 
-    def _guarded(self, X, Y, lr, shuffle_seed, skip):
-        """The compiled epoch, plus a guarantee the kernel alone does not give.
+    def _kernel(self, X, Y, SW, first, last, lr, t, skip):
+        net = self.net
+        return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm, first,
+                                last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
+                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc)
+
+    def _guarded(self, X, Y, SW, first, last, lr, skip):
+        """Batches first..last-1 through the kernel, plus a guarantee the kernel alone does not give.
 
         The kernel checks each mini-batch's loss and gradient, but an
         optimizer step with a finite gradient can still overflow theta to inf
-        (a huge learning rate or gradient).  So theta and the optimizer state
-        are copied before the epoch and checked after it (O(P), once per
-        epoch); only when theta is no longer finite is the epoch replayed from
-        the copy one mini-batch at a time (same rows, same order, same
+        (a huge learning rate or gradient).  So theta, the optimizer state and
+        the running sums are copied before the call and theta checked after it
+        (O(P) per call); only when theta is no longer finite are the batches
+        replayed from the copy one at a time (same rows, same order, same
         arithmetic, so bit-identical up to the bad step), and the step that
         overflowed is undone and reported (NONFINITE_PARAMETERS), or skipped.
+        Returns the kernel's tuple (batches done, samples, steps, skipped, status).
         """
         theta = self.net.theta
-        theta0, state0 = theta.copy(), self.state.copy()
-        result = self._kernel(X, Y, self.perm, shuffle_seed, lr, self.step, skip)
+        theta0, state0, acc0 = theta.copy(), self.state.copy(), self.acc.copy()
+        result = self._kernel(X, Y, SW, first, last, lr, self.step, skip)
         if np.isfinite(theta).all():
+            self.step += result[2]
             return result
-        theta[...] = theta0
-        self.state[...] = state0
-        total, seen, steps, skipped = 0.0, 0, 0, 0
-        for start in range(0, X.shape[0], self.batch_size):
-            rows = self.perm[start:start + self.batch_size]  # this epoch's order (shuffled in place by the kernel)
-            Xb, Yb = np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows])
-            theta0[...] = theta
-            state0[...] = self.state
-            b_total, b_seen, b_steps, _, status = self._kernel(
-                Xb, Yb, np.arange(rows.shape[0], dtype=np.int64), -1, lr, self.step + steps, False)
+        theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
+        done, seen, steps, skipped = 0, 0, 0, 0
+        for i in range(first, last):
+            theta0[...], state0[...], acc0[...] = theta, self.state, self.acc
+            _, b_seen, b_steps, b_skipped, status = self._kernel(X, Y, SW, i, i + 1, lr, self.step, False)
             if status == K.OK and not np.isfinite(theta).all():
-                theta[...] = theta0
-                self.state[...] = state0
+                theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
                 status = NONFINITE_PARAMETERS
             if status != K.OK:
                 if skip:
-                    skipped += 1
+                    done, skipped = done + 1, skipped + 1
                     continue
-                return total, seen, steps, skipped, status
-            total += b_total
-            seen += b_seen
-            steps += b_steps
-        return total, seen, steps, skipped, K.OK
+                return done, seen, steps, skipped, status
+            self.step += b_steps
+            done, seen, steps = done + 1, seen + b_seen, steps + b_steps
+        return done, seen, steps, skipped, K.OK
+
+
+class Interrupt:
+    """Turns SIGINT (Ctrl-C) and SIGTERM into a flag that the epoch checks between chunks.
+
+    Used as a context manager around training; a second Ctrl-C while the
+    flag is set interrupts at once (Python's default).  Outside the main
+    thread signals cannot be caught: the flag then stays unset.
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._saved = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM between two optimizer steps.
+
+    The network holds the parameters of the last finished step; ``epoch``
+    and ``batch`` say where (the epoch in progress and the batches of it
+    done), ``checkpoint`` is the file written (None without checkpoints), and
+    ``history`` holds the epochs completed before.
+    """
+
+    def __init__(self, message, epoch, batch, checkpoint, history, signum):
+        super().__init__(message)
+        self.epoch, self.batch, self.checkpoint, self.history, self.signum = epoch, batch, checkpoint, history, signum
 
 
 # --------------------------------------------------------------------------
@@ -280,12 +497,14 @@ class EarlyStopping(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over epochs (only on a terminal when progress is None; none without tqdm)."""
+    """A tqdm bar over epochs, moved within an epoch as its chunks finish (only on a terminal when progress is
+    None; none without tqdm)."""
 
     SHOWN = ("loss", "val_loss", "val_accuracy")
 
     def __init__(self, epochs, progress, done=0):
         self.bar = None
+        self.shown = 0.0
         if progress is False:
             return
         try:
@@ -294,13 +513,22 @@ class ProgressBar(Callback):
             return
         # disable=None: tqdm turns itself off when stderr is not a terminal.
         self.bar = tqdm(total=epochs, unit="epoch", disable=None if progress is None else False, file=sys.stderr,
-                        leave=False)
-        if done:
-            self.bar.update(min(done, epochs))
+                        leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+        self.shown = self.done = float(min(done, epochs))
+        self.bar.update(self.shown)
+
+    def on_chunk(self, batches, total):
+        """Part of an epoch done: move the bar to done + batches / total."""
+        if self.bar is not None:
+            target = self.done + batches / total
+            self.bar.update(target - self.shown)
+            self.shown = target
 
     def on_epoch_end(self, epoch, logs):
         if self.bar is not None:
-            self.bar.update(1)
+            self.done = float(epoch)
+            self.bar.update(self.done - self.shown)
+            self.shown = self.done
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in self.SHOWN})
         return False
 
@@ -321,6 +549,99 @@ class Checkpointer:
 
 
 # --------------------------------------------------------------------------
+# Data larger than memory
+# --------------------------------------------------------------------------
+
+# Rows per block of out-of-core data: about this many bytes of inputs at a time.
+BLOCK_BYTES = 32 << 20
+
+
+def is_out_of_core(X, Y):
+    """Training data ``fit`` reads a block at a time: a memory-mapped array, or chunks (Y omitted)."""
+    return isinstance(X, np.memmap) or (Y is None and not isinstance(X, np.ndarray))
+
+
+class Blocks:
+    """Training data read one block of rows at a time, so memory is bounded by the block and batch sizes.
+
+    ``source`` is an ``np.memmap`` (``np.load(path, mmap_mode="r")``), with Y and
+    sample_weight as arrays or memmaps of the same length; or an iterable of
+    ``(X, Y)`` / ``(X, Y, sample_weight)`` chunks (a list, or a callable
+    returning a fresh iterator each epoch; a one-shot generator serves one
+    epoch).  Shuffling: memory-mapped data is cut into blocks of about
+    BLOCK_BYTES whose order is shuffled every epoch, and the rows within each
+    block are shuffled; chunks are used in the order given, their rows
+    shuffled within each chunk.  Blocks are whole multiples of the batch size,
+    so without shuffling the mini-batches are those of the same data in memory.
+    """
+
+    def __init__(self, net, source, Y, sample_weight, batch_size):
+        self.net, self.source, self.Y, self.SW = net, source, Y, sample_weight
+        self.mapped = isinstance(source, np.memmap)
+        self.epochs_served = 0
+        if self.mapped:
+            if source.ndim != 2 or source.shape[1] != net.layer_sizes[0]:
+                raise ValueError(f"X must have shape (n_samples, {net.layer_sizes[0]}), got {source.shape}.")
+            if Y is None or len(Y) != source.shape[0]:
+                raise ValueError(f"Y must have one row per row of X ({source.shape[0]}), got "
+                                 f"{None if Y is None else len(Y)}.")
+            row_bytes = source.shape[1] * np.dtype(net.dtype).itemsize
+            self.block_rows = max(1, BLOCK_BYTES // row_bytes // batch_size) * batch_size
+            self.n_rows = source.shape[0]
+            for _ in self._mapped_blocks(np.arange(self._n_blocks())):  # every value checked before training
+                pass
+        elif callable(source):
+            self.n_rows = None
+        else:
+            try:
+                iter(source)
+            except TypeError:
+                raise TypeError("X must be an array, an np.memmap, or an iterable of (X, Y) chunks with Y "
+                                f"omitted, got {type(source).__name__}.") from None
+            self.n_rows = None
+
+    def _n_blocks(self):
+        return -(-self.n_rows // self.block_rows)
+
+    def _checked(self, Xb, Yb, SWb, where):
+        net = self.net
+        try:
+            Xb, _ = check_inputs(Xb, net.layer_sizes[0], net.dtype)
+            Yb = check_targets(Yb, net.loss, net.layer_sizes[-1], Xb.shape[0], net.dtype)
+            SWb = None if SWb is None else check_sample_weight(SWb, Xb.shape[0], net.dtype)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        return Xb, Yb, SWb
+
+    def _mapped_blocks(self, order):
+        for b in order:
+            start, stop = int(b) * self.block_rows, min(self.n_rows, (int(b) + 1) * self.block_rows)
+            yield self._checked(self.source[start:stop], self.Y[start:stop],
+                                None if self.SW is None else self.SW[start:stop], f"rows {start}..{stop - 1} of X")
+
+    def epoch(self, rng, shuffle):
+        """The blocks of one epoch, validated and converted (each one a bounded copy)."""
+        if self.mapped:
+            order = rng.permutation(self._n_blocks()) if shuffle else np.arange(self._n_blocks())
+            yield from self._mapped_blocks(order)
+            return
+        chunks = self.source() if callable(self.source) else self.source
+        if self.epochs_served and not callable(self.source) and iter(chunks) is chunks:
+            raise ValueError("X is a one-shot iterator of chunks, already used up by an earlier epoch: give a list, "
+                             "or a callable that returns a fresh iterator of (X, Y) chunks.")
+        self.epochs_served += 1
+        rows = 0
+        for i, chunk in enumerate(chunks):
+            if not isinstance(chunk, (tuple, list)) or len(chunk) not in (2, 3):
+                raise TypeError(f"X must yield (X, Y) or (X, Y, sample_weight) chunks, got {type(chunk).__name__} "
+                                f"as chunk {i}.")
+            Xb, Yb, SWb = self._checked(chunk[0], chunk[1], chunk[2] if len(chunk) == 3 else None, f"chunk {i}")
+            rows += Xb.shape[0]
+            yield Xb, Yb, SWb
+        self.n_rows = rows
+
+
+# --------------------------------------------------------------------------
 # One run of fit
 # --------------------------------------------------------------------------
 
@@ -336,13 +657,16 @@ class Trainer:
         self.optimizer = optimizers.get_optimizer(opts["optimizer"], opts)
         self.schedule = schedules.get_schedule(opts["lr_schedule"])
         self.rng = net._rng if opts["seed"] is None else np.random.default_rng(opts["seed"])
-        self.X, self.Y = X, Y
+        self.X, self.Y, self.SW = X, Y, opts.pop("sample_weight")
+        self.blocks = None  # out-of-core data (Blocks), set by fit
         self.Xv = self.Yv = None
+        self.SWv = None
         self.split_seed = -1
         self.epoch = 0
         self.user_callbacks = list(callbacks)
         self.early = None
         self.warned = False
+        self.partial = None  # the first part of an epoch a checkpoint was written in
 
     # -- set-up -------------------------------------------------------------
 
@@ -363,13 +687,21 @@ class Trainer:
         self.rng.bit_generator.state = fields["rng_state"]
         self.split_seed = fields["split_seed"]
         fields["theta"] = arrays["theta"]
+        if fields.get("partial") is not None:
+            batches, samples, steps, skipped, loss_sum, correct, weight_sum = fields["partial"]
+            fields["partial"] = EpochResult(loss_sum=loss_sum, correct=correct, weight_sum=weight_sum,
+                                            samples=int(samples), steps=int(steps), skipped=int(skipped),
+                                            batches=int(batches))
         return fields
 
     def split(self):
         """Hold out validation_fraction of X, Y (a seeded random split), or take validation_data."""
         fraction, given = self.opts["validation_fraction"], self.opts["validation_data"]
+        if fraction is not None and self.blocks is not None:
+            raise ValueError("validation_fraction needs the data in memory; with memory-mapped or chunked X "
+                             f"give validation_data instead, got validation_fraction={fraction}.")
         if given is not None:
-            self.Xv, self.Yv = given
+            self.Xv, self.Yv, self.SWv = given
         if fraction is None:
             return
         if self.split_seed < 0:
@@ -383,11 +715,18 @@ class Trainer:
         X, Y = self.X, self.Y
         self.Xv, self.Yv = np.ascontiguousarray(X[order[:n_val]]), np.ascontiguousarray(Y[order[:n_val]])
         self.X, self.Y = np.ascontiguousarray(X[order[n_val:]]), np.ascontiguousarray(Y[order[n_val:]])
+        if self.SW is not None:
+            self.SWv, self.SW = self.SW[order[:n_val]].copy(), self.SW[order[n_val:]].copy()
+            for part, weights in (("validation", self.SWv), ("training", self.SW)):
+                if not weights.any():
+                    raise ValueError(f"sample_weight must not be all zero on the {part} side of the "
+                                     "validation_fraction split, got all zeros there.")
 
     def build(self, resumed):
         """Workspace, history and callbacks, restored from a checkpoint's fields when resuming."""
         opts, net = self.opts, self.net
-        self.workspace = Workspace(net, min(opts["batch_size"], self.X.shape[0]), self.optimizer)
+        n_rows = self.X.shape[0] if self.blocks is None else self.blocks.n_rows or opts["batch_size"]
+        self.workspace = Workspace(net, min(opts["batch_size"], n_rows), self.optimizer)
         self.history = History(net.loss in losses.CLASSIFICATION, self.Xv is not None,
                                opts["on_nonfinite"] == "skip", opts["lr_schedule"] is not None)
         # Early stopping's state is stored in every checkpoint (a zero state when it is off).
@@ -400,15 +739,23 @@ class Trainer:
             self.epoch = resumed["epoch"]
             self.history.restore(resumed["history"])
             self.early.restore(resumed["best_theta"], resumed["best"])
+            self.partial = resumed.get("partial")
         self.checkpointer = None
         if opts["checkpoint_every"] is not None:
             self.checkpointer = Checkpointer(opts["checkpoint_path"], opts["checkpoint_every"], opts["epochs"])
 
-    def save_checkpoint(self, path, epoch):
+    def save_checkpoint(self, path, epoch, partial=None):
+        """A checkpoint after `epoch` epochs, or in the middle of the next one (``partial``: its batches
+        done and running sums; the random state is then the one that epoch started from)."""
         ws = self.workspace
+        rng = self.rng
+        if partial is not None:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = self.epoch_rng_state
         ckpt.save_checkpoint(path, self.net, epoch=epoch, step=ws.step, optimizer=self.optimizer.name,
-                             state=ws.state, rng=self.rng, split_seed=self.split_seed, history=self.history,
-                             best_theta=self.early.best_theta, best=self.early.state())
+                             state=ws.state, rng=rng, split_seed=self.split_seed, history=self.history,
+                             best_theta=self.early.best_theta, best=self.early.state(), partial=partial,
+                             metadata=self.opts["checkpoint_metadata"])
 
     # -- the loop -----------------------------------------------------------
 
@@ -418,38 +765,51 @@ class Trainer:
         if opts["early_stopping"] and self.early.done():  # resumed from the checkpoint written when it stopped
             self.early.stopped = self.epoch
             self.epoch = opts["epochs"]
-        bar = ProgressBar(opts["epochs"], opts["progress"], done=self.epoch)
+        self.bar = ProgressBar(opts["epochs"], opts["progress"], done=self.epoch)
         for cb in self.user_callbacks:
             _call(cb, "on_train_begin", net)
         try:
-            while self.epoch < opts["epochs"]:
-                self.epoch += 1
-                logs = self.run_epoch(self.epoch)
-                stop = False
-                for cb in callbacks:  # every callback sees every epoch, even after one asked to stop
-                    stop = bool(_call(cb, "on_epoch_end", self.epoch, logs)) or stop
-                bar.on_epoch_end(self.epoch, logs)
-                if self.checkpointer is not None:
-                    self.checkpointer.after_epoch(self, self.epoch, stop)
-                if stop:
-                    break
+            with Interrupt() as interrupt:
+                while self.epoch < opts["epochs"]:
+                    logs = self.run_epoch(self.epoch + 1, interrupt)
+                    self.epoch += 1
+                    stop = False
+                    for cb in callbacks:  # every callback sees every epoch, even after one asked to stop
+                        stop = bool(_call(cb, "on_epoch_end", self.epoch, logs)) or stop
+                    self.bar.on_epoch_end(self.epoch, logs)
+                    if self.checkpointer is not None:
+                        self.checkpointer.after_epoch(self, self.epoch, stop)
+                    if interrupt.signum is not None:  # arrived during validation or a callback
+                        raise Interrupted(EpochResult(), interrupt.signum)
+                    if stop:
+                        break
+        except Interrupted as exc:
+            self.interrupted(exc)
         finally:
-            bar.close()
+            self.bar.close()
         for cb in callbacks:
             _call(cb, "on_train_end", net, self.history)
         return self.history
 
-    def run_epoch(self, epoch):
+    def run_epoch(self, epoch, interrupt=None):
         """Train one epoch, record it in the history; returns the epoch's logs."""
         opts, net, history = self.opts, self.net, self.history
         started = time.perf_counter()
         lr = check_schedule_rate(self.schedule, opts["learning_rate"], epoch, opts["epochs"])
+        self.epoch_rng_state = self.rng.bit_generator.state  # what a checkpoint in mid-epoch restores
         shuffle_seed = int(self.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
-        result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip")
+        resume, self.partial = self.partial, None
+        if self.blocks is None:
+            result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                              resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk,
+                                              sample_weight=self.SW)
+        else:
+            result = self.run_blocks(lr, shuffle_seed, interrupt)
         self.check_divergence(epoch, result, lr)
         history["loss"].append(result.loss)
-        if "accuracy" in history:
-            history["accuracy"].append(_accuracy(net._forward_checked(self.X), self.Y, net.loss))
+        if "accuracy" in history:  # counted inside the compiled epoch, on each batch before its step (as Keras)
+            per_sample = net.layer_sizes[-1] if net.loss == "bce" else 1
+            history["accuracy"].append(result.correct / (result.weight_sum * per_sample))
         if "skipped_steps" in history:
             history["skipped_steps"].append(result.skipped)
         if "lr" in history:
@@ -458,6 +818,53 @@ class Trainer:
             self.validate(epoch, lr)
         history["seconds"].append(time.perf_counter() - started)
         return history.last()
+
+    def run_blocks(self, lr, shuffle_seed, interrupt):
+        """One epoch over out-of-core data, block after block; the running sums go on across blocks."""
+        total = EpochResult()
+        block_rng = np.random.default_rng(shuffle_seed) if shuffle_seed >= 0 else None
+        for Xb, Yb, SWb in self.blocks.epoch(block_rng, shuffle_seed >= 0):
+            seed = int(block_rng.integers(0, 2**31 - 1)) if block_rng is not None else -1
+            carried = EpochResult(loss_sum=total.loss_sum, correct=total.correct, weight_sum=total.weight_sum)
+            part = self.workspace.run_epoch(Xb, Yb, lr, seed, self.opts["on_nonfinite"] == "skip", resume=carried,
+                                            interrupt=interrupt, sample_weight=SWb)
+            total.loss_sum, total.correct, total.weight_sum = part.loss_sum, part.correct, part.weight_sum
+            total.samples += part.samples
+            total.steps += part.steps
+            total.skipped += part.skipped
+            total.batches += part.batches
+            total.status = part.status
+            if part.status != K.OK:
+                break
+        return total
+
+    def n_rows(self):
+        return self.X.shape[0] if self.blocks is None else self.blocks.n_rows
+
+    def interrupted(self, exc):
+        """Ctrl-C or SIGTERM between two steps: write a checkpoint if they are on, then raise TrainingInterrupted."""
+        batch = exc.result.batches
+        epoch = self.epoch + 1 if batch else self.epoch  # the epoch in progress, or the last one finished
+        path = None
+        if self.checkpointer is not None and (self.blocks is None or not batch):
+            path = self.checkpointer.path
+            self.save_checkpoint(path, self.epoch, partial=exc.result if exc.result.batches else None)
+        if self.blocks is not None:
+            where = f"in epoch {epoch}" if batch else f"after epoch {epoch}"
+        else:
+            where = (f"in epoch {epoch} after {batch} of {self.workspace.n_batches(self.X.shape[0])} mini-batches"
+                     if batch else f"after epoch {epoch}")
+        name = "SIGTERM" if exc.signum == signal.SIGTERM else "Ctrl-C"
+        message = (f"training interrupted ({name}) {where} (optimizer step {self.workspace.step}); the network "
+                   "holds the parameters of the last finished step")
+        if path:
+            message += f"; checkpoint written to {path}"
+        elif self.checkpointer is not None:
+            message += f" (memory-mapped or chunked data: no mid-epoch checkpoint; {self.checkpointer.path} holds " \
+                       "the last finished epoch)"
+        else:
+            message += " (no checkpoint: checkpoint_every is off)"
+        raise TrainingInterrupted(message, epoch, batch, path, self.history, exc.signum) from None
 
     def check_divergence(self, epoch, result, lr):
         if result.status == K.OK and result.steps == 0 and result.skipped > 0:
@@ -474,7 +881,7 @@ class Trainer:
         step = result.steps + result.skipped + 1
         raise DivergenceError(
             f"training diverged: non-finite {what} at epoch {epoch}, step {step} "
-            f"(mini-batch {step} of {math.ceil(self.X.shape[0] / self.workspace.batch_size)}). The network keeps "
+            f"(mini-batch {step} of {math.ceil((self.n_rows() or 0) / self.workspace.batch_size)}). The network keeps "
             f"the parameters of the last finite step. Try a smaller learning_rate (got {lr:g}), "
             "or on_nonfinite='skip'.", epoch=epoch, step=step, history=self.history)
 
@@ -489,7 +896,7 @@ class Trainer:
 
     def validate(self, epoch, lr):
         net, history = self.net, self.history
-        history["val_loss"].append(net._loss_value_checked(self.Xv, self.Yv))
+        history["val_loss"].append(net._loss_value_checked(self.Xv, self.Yv, self.SWv))
         if not math.isfinite(history["val_loss"][-1]):
             # Finite parameters whose outputs overflow: no history entry built on NaN.
             raise DivergenceError(
@@ -497,7 +904,7 @@ class Trainer:
                 "parameters are finite but the network's outputs overflow). Try a smaller "
                 f"learning_rate (got {lr:g}).", epoch=epoch, step=self.workspace.step, history=history)
         if "val_accuracy" in history:
-            history["val_accuracy"].append(_accuracy(net._forward_checked(self.Xv), self.Yv, net.loss))
+            history["val_accuracy"].append(_accuracy(net._forward_checked(self.Xv), self.Yv, net.loss, self.SWv))
 
 
 def check_schedule_rate(schedule, eta_0, epoch, epochs):
@@ -516,16 +923,22 @@ def check_fit_options(net, opts):
     if opts["checkpoint_path"] is not None and opts["checkpoint_every"] is None:
         raise ValueError("checkpoint_every must be given with checkpoint_path (how many epochs between "
                          "checkpoints), got None.")
+    if opts["checkpoint_path"] is not None:  # a folder that is missing or read-only fails now, not after training
+        opts["checkpoint_path"] = check_output_path("checkpoint_path", opts["checkpoint_path"])
+        ckpt._metadata_json(opts.get("checkpoint_metadata"))
     if opts["validation_fraction"] is not None and opts["validation_data"] is not None:
         raise ValueError("validation_fraction must be None when validation_data is given, "
                          f"got {opts['validation_fraction']}.")
     given = opts["validation_data"]
     if given is not None:
-        if not isinstance(given, (tuple, list)) or len(given) != 2:
-            raise TypeError(f"validation_data must be a tuple (X_val, Y_val), got {type(given).__name__}.")
+        if not isinstance(given, (tuple, list)) or len(given) not in (2, 3):
+            raise TypeError("validation_data must be a tuple (X_val, Y_val) or (X_val, Y_val, sample_weight_val), "
+                            f"got {type(given).__name__}.")
         Xv, _ = check_inputs(given[0], net.layer_sizes[0], net.dtype, name="validation X")
         Yv = check_targets(given[1], net.loss, net.layer_sizes[-1], Xv.shape[0], net.dtype, name="validation Y")
-        opts["validation_data"] = (Xv, Yv)
+        SWv = check_sample_weight(given[2], Xv.shape[0], net.dtype, name="validation sample_weight") \
+            if len(given) == 3 and given[2] is not None else None
+        opts["validation_data"] = (Xv, Yv, SWv)
     if opts["early_stopping"] and given is None and opts["validation_fraction"] is None:
         raise ValueError("early_stopping needs validation_data or validation_fraction, got neither.")
     schedules.get_schedule(opts["lr_schedule"])  # a bad name fails here, before any work
@@ -539,11 +952,23 @@ def check_fit_options(net, opts):
 def fit(net, X, Y, **options):
     """``MLP.fit``: validate, split, resume, build, run (see ``MLP.fit`` for the options)."""
     check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
-    X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
-    Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
-    opts = check_fit_options(net, options)
+    blocks = None
+    if is_out_of_core(X, Y):
+        opts = check_fit_options(net, options)
+        blocks = Blocks(net, X, Y, opts.pop("sample_weight"), opts["batch_size"])
+        opts["sample_weight"] = None
+        X = Y = None
+    else:
+        if Y is None:
+            raise ValueError("Y must be given with an array X (Y is omitted only for an iterable of (X, Y) chunks).")
+        X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
+        Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
+        weights = options.get("sample_weight")
+        options["sample_weight"] = None if weights is None else check_sample_weight(weights, X.shape[0], net.dtype)
+        opts = check_fit_options(net, options)
     callbacks = opts.pop("callbacks", None) or ()
     trainer = Trainer(net, X, Y, opts, callbacks)
+    trainer.blocks = blocks
     resumed = trainer.resume(opts["resume_from"]) if opts["resume_from"] is not None else None
     trainer.split()
     trainer.build(resumed)
@@ -585,6 +1010,8 @@ def partial_fit(net, X, Y, **options):
     check_theta(net.theta, net._n_params, net.dtype)
     X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
     Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
+    weights = options.pop("sample_weight", None)
+    weights = None if weights is None else check_sample_weight(weights, X.shape[0], net.dtype)
     opts = check_params(PARTIAL_FIT_PARAMS, options)
     opts.update(check_params(OPTIMIZER_PARAMS, {k: options[k] for k in OPTIMIZER_PARAMS if k in options}))
     optimizer = optimizers.get_optimizer(opts["optimizer"], opts)
@@ -600,7 +1027,8 @@ def partial_fit(net, X, Y, **options):
         state.adopt(net, optimizer, opts["batch_size"])
     lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
     shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
-    result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip")
+    result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                       sample_weight=weights)
     if result.status != K.OK or result.steps == 0:
         what = "every mini-batch was skipped" if result.status == K.OK else "a loss, gradient or step was not finite"
         raise DivergenceError(f"training diverged in partial_fit pass {state.passes + 1}: {what}. The network keeps "
@@ -611,9 +1039,13 @@ def partial_fit(net, X, Y, **options):
             "lr": lr, "passes": state.passes, "optimizer_steps": state.workspace.step}
 
 
-def _accuracy(out, Y, loss):
-    """Fraction correct: argmax against the one-hot target for cross_entropy;
+def _accuracy(out, Y, loss, sample_weight=None):
+    """Fraction correct (weighted by sample_weight): argmax against the one-hot target for cross_entropy;
     elementwise a > 0.5 against y > 0.5 otherwise (Keras' binary accuracy)."""
     if loss == "cross_entropy":
-        return float(np.mean(np.argmax(out, axis=1) == np.argmax(Y, axis=1)))
-    return float(np.mean((out > 0.5) == (Y > 0.5)))
+        correct = (np.argmax(out, axis=1) == np.argmax(Y, axis=1)).astype(np.float64)
+    else:
+        correct = np.mean((out > 0.5) == (Y > 0.5), axis=1)
+    if sample_weight is None or sample_weight.shape[0] == 0:
+        return float(np.mean(correct))
+    return float(np.dot(correct, sample_weight) / np.sum(sample_weight, dtype=np.float64))

@@ -77,7 +77,7 @@ BAD = [
      r"activation must be a name or a sequence of names"),
     ("loss-unknown", lambda: MLP([3, 1], loss="hinge"), ValueError, r"loss must be one of \['bce', 'cross_entropy'"),
     ("loss-not-str", lambda: MLP([3, 1], loss=None), TypeError, r"loss must be a string"),
-    ("output-unknown", lambda: MLP([3, 1], output_activation="exp"), ValueError, r"output_activation must be one of"),
+    ("output-unknown", lambda: MLP([3, 1], output_activation="swish"), ValueError, r"output_activation must be one of"),
     ("softmax-one-output", lambda: MLP([3, 1], output_activation="softmax"), ValueError,
      r"output_activation='softmax' needs at least 2 outputs"),
     ("bce-needs-sigmoid", lambda: MLP([3, 1], loss="bce", output_activation="identity"), ValueError,

@@ -36,7 +36,7 @@ def png_size(path):
 def digits_run(tmp_path_factory):
     """The README's command on digits (seed 1: see README 'Scripted runs' on the split)."""
     out = tmp_path_factory.mktemp("runs") / "digits"
-    result = cli("train", "--dataset", "digits", "--layers", "64,32,10", "--optimizer", "adam", "--epochs", 30,
+    result = cli("train", "--dataset", "digits", "--hidden", "32", "--optimizer", "adam", "--epochs", 30,
                  "--out", out, "--seed", 1)
     return result, out
 
@@ -55,7 +55,7 @@ def test_digits_run_files(digits_run):
     assert {p.name for p in out.iterdir()} == {"model.npz", "metrics.json", "loss.png"}
     m = json.loads((out / "metrics.json").read_text())
     for key in ("dataset", "task", "n_train", "n_validation", "n_test", "config", "history", "test",
-                "wall_time_s", "train_time_s", "samples_per_s", "epochs_run"):
+                "wall_time_s", "train_time_s", "samples_per_s", "epochs_run", "compile_time_s"):
         assert key in m, key
     h = m["history"]
     assert h["epoch"] == list(range(1, 31))
@@ -87,11 +87,18 @@ def test_evaluate_and_predict_digits(digits_run, tmp_path):
     assert ev == json.loads((tmp_path / "eval.json").read_text())
     assert ev["accuracy"] == pytest.approx(m["test"]["accuracy"], abs=1e-12)
     assert ev["confusion_matrix"] == m["test"]["confusion_matrix"]
-    r = cli("predict", "--model", out / "model.npz", "--dataset", "digits", "--out", tmp_path / "p.npy")
+    r = cli("evaluate", "--model", out / "model.npz", "--dataset", "digits")  # the test split by default
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["split"] == "test" and json.loads(r.stdout)["accuracy"] == ev["accuracy"]
+    r = cli("predict", "--model", out / "model.npz", "--dataset", "digits", "--split", "all",
+            "--out", tmp_path / "p.npy")
     assert r.returncode == 0, r.stderr
     pred = np.load(tmp_path / "p.npy")
     from sklearn.datasets import load_digits
     assert pred.shape == (1797,) and np.mean(pred == load_digits().target) > 0.97
+    r = cli("predict", "--model", out / "model.npz", "--dataset", "digits", "--out", tmp_path / "p.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "p.npy").shape == (m["n_test"],)  # the held-out test split by default
 
 
 @pytest.fixture()
@@ -123,18 +130,24 @@ def test_train_csv_with_config_file_and_override(flowers, tmp_path):
     assert m["test"]["accuracy"] > 0.8
 
     # predict: the target column in the file is ignored; labels come back as the class names.
-    r = cli("predict", "--model", out / "model.npz", "--data", flowers)
+    r = cli("predict", "--model", out / "model.npz", "--data", flowers, "--split", "all")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "prediction" and len(lines) == 151
     assert np.mean(np.array(lines[1:]) == np.repeat(["setosa", "versicolor", "virginica"], 50)) > 0.8
-    r = cli("predict", "--model", out / "model.npz", "--data", flowers, "--proba", "--out", tmp_path / "p.csv")
+    r = cli("predict", "--model", out / "model.npz", "--data", flowers, "--proba", "--split", "all",
+            "--out", tmp_path / "p.csv")
     assert r.returncode == 0, r.stderr
     proba = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
     assert proba.shape == (150, 3) and np.allclose(proba.sum(axis=1), 1)
-    r = cli("evaluate", "--model", out / "model.npz", "--data", flowers, "--target", "species")
+    r = cli("evaluate", "--model", out / "model.npz", "--data", flowers, "--target", "species", "--split", "all")
     assert r.returncode == 0, r.stderr
     assert np.array(json.loads(r.stdout)["confusion_matrix"]).sum() == 150
+    # By default: the model's own target column, and the test split of the file it was trained on.
+    r = cli("evaluate", "--model", out / "model.npz", "--data", flowers)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["split"] == "test" and ev["n_samples"] == m["n_test"] and ev["accuracy"] == m["test"]["accuracy"]
 
 
 def test_train_regression_npz_and_resume(tmp_path):
@@ -160,7 +173,7 @@ def test_train_regression_npz_and_resume(tmp_path):
     a, b = MLP.load(tmp_path / "full" / "model.npz"), MLP.load(tmp_path / "resumed" / "model.npz")
     assert a.theta.tobytes() == b.theta.tobytes()
 
-    r = cli("predict", "--model", tmp_path / "full" / "model.npz", "--data", tmp_path / "reg.npz",
+    r = cli("predict", "--model", tmp_path / "full" / "model.npz", "--data", tmp_path / "reg.npz", "--split", "all",
             "--out", tmp_path / "pred.csv")
     assert r.returncode == 0, r.stderr
     pred = np.loadtxt(tmp_path / "pred.csv", delimiter=",", skiprows=1)
@@ -185,10 +198,13 @@ def _bad_files(tmp):
 
 BAD = [
     (["train", "--dataset", "nope", "--layers", "4,2"], "dataset must be one of"),
-    (["train", "--dataset", "digits", "--layers", "63,10"], "must start with the number of input features"),
+    (["train", "--dataset", "digits", "--layers", "3,,2"], "--layers: must be comma-separated whole numbers"),
+    (["train", "--dataset", "digits", "--layers", "64,4.7,10"], "--layers: must be comma-separated whole numbers"),
+    (["train", "--dataset", "digits", "--hidden", "0"], "--hidden: must be sizes >= 1"),
+    (["train", "--dataset", "digits", "--hidden", "32", "--layers", "64,32,10"], "not allowed with argument"),
     (["train", "--dataset", "digits", "--layers", "64,32,9"], "must end with the number of classes"),
     (["train", "--dataset", "digits", "--layers", "64,x"], "--layers"),
-    (["train", "--dataset", "digits"], "--layers"),
+    (["train", "--dataset", "digits"], "give the hidden-layer widths with --hidden"),
     (["train", "--layers", "64,10"], "--dataset NAME or --data FILE"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--epochs", "0"], "--epochs"),
     (["train", "--dataset", "digits", "--layers", "64,10", "--lr", "-1"], "learning_rate must be > 0"),
@@ -238,7 +254,7 @@ def test_user_mistakes_give_one_line_and_nonzero_status(tmp_path, monkeypatch, c
 
 
 @pytest.mark.parametrize("args, message, status", [
-    (["train", "--dataset", "digits", "--layers", "63,10"], "must start with the number of input features", 2),
+    (["train", "--dataset", "digits", "--layers", "64,32,9"], "must end with the number of classes", 2),
     (["train", "--data", "{tmp}/ragged.csv", "--layers", "2,2"], "line 3 has 2 fields", 1),
     (["evaluate", "--model", "{tmp}/model.npz", "--dataset", "digits"], "model file", 1),
 ])

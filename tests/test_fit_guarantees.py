@@ -249,3 +249,18 @@ def test_partial_fit_continues_the_schedule_and_refuses_a_new_optimizer():
         MLP([3, 4, 1]).partial_fit(X, y, lr_schedule="cosine")
     net.reset_training()
     assert net.partial_fit(X, y, optimizer="adam")["passes"] == 1
+
+
+def test_checkpoint_paths_are_checked_before_the_first_epoch(tmp_path):
+    X, y = _data()
+    net = MLP([3, 4, 1], seed=0)
+    theta = net.theta.copy()
+    with pytest.raises(FileNotFoundError, match="checkpoint_path must be in an existing folder"):
+        net.fit(X, y, epochs=1000, checkpoint_every=1, checkpoint_path=str(tmp_path / "no" / "c.npz"),
+                progress=False)
+    with pytest.raises(ValueError, match="checkpoint_path must be a file path, got a directory"):
+        net.fit(X, y, epochs=1000, checkpoint_every=1, checkpoint_path=str(tmp_path), progress=False)
+    with pytest.raises(TypeError, match="metadata must be JSON-serialisable"):
+        net.fit(X, y, epochs=1000, checkpoint_every=1, checkpoint_path=str(tmp_path / "c.npz"),
+                checkpoint_metadata={"f": object()}, progress=False)
+    np.testing.assert_array_equal(net.theta, theta)  # nothing trained
