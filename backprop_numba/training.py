@@ -513,7 +513,7 @@ class ProgressBar(Callback):
             return
         # disable=None: tqdm turns itself off when stderr is not a terminal.
         self.bar = tqdm(total=epochs, unit="epoch", disable=None if progress is None else False, file=sys.stderr,
-                        leave=False, bar_format="{l_bar}{bar}| {n:.2f}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+                        leave=False, bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
         self.shown = self.done = float(min(done, epochs))
         self.bar.update(self.shown)
 
