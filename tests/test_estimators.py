@@ -63,7 +63,7 @@ def test_solver_names_and_params_reach_the_network():
                             max_iter=15, random_state=1, learning_rate="cosine", alpha=1e-4)
         clf.fit(X, y)
         assert clf.n_iter_ == 15 and clf.loss_curve_[-1] < clf.loss_curve_[0]
-        assert clf._optimizer() == {("sgd", 0.0): "sgd"}.get((solver, momentum),
+        assert clf._optimizer(clf._checked()).name == {("sgd", 0.0): "sgd"}.get((solver, momentum),
                                                               "adam" if solver == "adam" else
                                                               "nesterov" if nesterov else "momentum")
     assert isinstance(clf.net_, MLP) and clf.net_.layer_sizes == [64, 8, 10]
