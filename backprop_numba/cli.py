@@ -20,7 +20,10 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -28,6 +31,7 @@ import numpy as np
 from . import __version__, _compile, datasets, io, losses, optimizers, schedules
 from ._validation import check_output_path
 from .mlp import MLP, DivergenceError
+from .training import TrainingInterrupted
 
 # Entries the command line adds to a model file (io.py keeps every ``extra.*``
 # entry under its checksum; MLP.load ignores them).  At predict time the
@@ -960,6 +964,7 @@ def _one_line(exc):
 def main(argv=None):
     """Entry point of ``backprop-numba``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    previous = _terminate_like_ctrl_c()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -989,6 +994,12 @@ def main(argv=None):
             message = "backprop-numba: error: " + message
         print(message, file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        # Ctrl-C or SIGTERM between two steps (training.Interrupt): say where, and how to go on.
+        how = f"; resume with: backprop-numba train --resume {shlex.quote(exc.checkpoint)}" if exc.checkpoint \
+            else "; give --checkpoint-every N to be able to resume an interrupted run"
+        print(f"backprop-numba: {_one_line(exc)}{how}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("backprop-numba: interrupted", file=sys.stderr)
         return 130
@@ -997,6 +1008,22 @@ def main(argv=None):
             raise
         print(f"backprop-numba: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_like_ctrl_c():
+    """SIGTERM (``timeout``, a cluster's scheduler) handled as Ctrl-C for the whole command: during
+    training it stops between two steps (training.Interrupt); elsewhere it raises KeyboardInterrupt, so
+    a save in progress removes its temporary file.  Returns the previous handler (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

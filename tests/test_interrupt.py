@@ -95,3 +95,43 @@ def test_no_checkpoint_means_none_written_and_the_message_says_so(tmp_path):
     assert proc.stdout.startswith("None |") and "no checkpoint: checkpoint_every is off" in proc.stdout
     assert os.listdir(tmp_path) == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process untouched
+
+
+def test_cli_ctrl_c_mid_epoch_then_resume_gives_the_uninterrupted_model(tmp_path):
+    """The issue's case, through the command line: SIGINT to a training subprocess in the middle of an
+    epoch exits within a second with the resume command; resuming ends with the uninterrupted model."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4000, 32))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + 2 * (X[:, 2] > 0)
+    np.savez(tmp_path / "data.npz", X=X, target=y)
+    common = ["--data", str(tmp_path / "data.npz"), "--target", "target", "--hidden", "512,512", "--epochs", "3",
+              "--batch-size", "1", "--lr", "0.001", "--schedule", "constant", "--quiet", "--seed", "1"]
+    cmd = [sys.executable, "-m", "backprop_numba", "train"]
+    full = subprocess.run(cmd + common + ["--out", str(tmp_path / "full")], capture_output=True, text=True,
+                          timeout=600)
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "part"
+    proc = subprocess.Popen(cmd + common + ["--out", str(out), "--checkpoint-every", "1"],
+                            stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "checkpoint.npz"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - sent < 1.5, err          # stopped within a second (plus the interpreter's exit)
+    assert proc.returncode == 130, err
+    assert "training interrupted (Ctrl-C) in epoch 2 after" in err  # mid-epoch: epochs take seconds here
+    assert f"resume with: backprop-numba train --resume {checkpoint}" in err
+    resumed = subprocess.run(cmd + ["--resume", str(checkpoint), "--quiet"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    a = np.load(tmp_path / "full" / "model.npz")["theta"]
+    b = np.load(out / "model.npz")["theta"]
+    assert a.tobytes() == b.tobytes()
