@@ -30,7 +30,7 @@ def cli(*args, env=None, timeout=300, module="backprop_numba.cli"):
 # interpreter may live in a folder only root can read.
 UNPRIVILEGED_CHILD = r"""
 import os, sys, tempfile, runpy, argparse, json, stat, platform, csv, glob, gzip, dataclasses, hashlib, zipfile
-import math, time, textwrap, gettext, shutil, importlib.util, io, struct, contextlib, signal, warnings
+import math, time, textwrap, gettext, shutil, importlib.util, io, struct, contextlib, signal, warnings, shlex, threading
 import numpy as np, numba
 numba.njit(lambda x: x + 1)(1.0)  # numba imports parts of the standard library lazily: load them now
 package_copy, tmp, what = sys.argv[1:4]
