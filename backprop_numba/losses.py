@@ -164,31 +164,6 @@ def _loss_sum(loss, p, a, z, y, w):
             if w[s] != 0.0:  # a zero weight drops the sample, even where its loss overflows
                 total += w[s] * _sample_loss(loss, p, a, z, y, s)
     return total
-    for s in range(B):
-        for j in range(m):
-            if loss == BCE:
-                # note 004: -[(1-y) log(1-a) + y log a] with log a = -softplus(-z) and
-                # log(1-a) = -softplus(z): two non-negative terms, nothing cancels (the
-                # equal softplus(z) - y z loses every digit at y = 1, z = 30)
-                yj = y[s, j]
-                total += yj * _softplus(-z[s, j]) + (1.0 - yj) * _softplus(z[s, j])
-            elif loss == POISSON:
-                # exp(z) - y z, z the log rate (PyTorch's PoissonNLLLoss(log_input=True))
-                total += (a[s, j] - y[s, j] * z[s, j]) / m
-            else:
-                d = a[s, j] - y[s, j]
-                if loss == SSE:
-                    total += d * d
-                elif loss == HALF_SSE:
-                    total += 0.5 * d * d
-                elif loss == HUBER:
-                    ad = abs(d)
-                    total += (0.5 * d * d if ad <= p else p * (ad - 0.5 * p)) / m
-                elif loss == MAE:
-                    total += abs(d) / m
-                else:  # MSE
-                    total += d * d / m
-    return total
 
 
 @njit(**_OPTS)
