@@ -187,6 +187,12 @@ def build_parser():
                    help="held-out test split (ignored when the dataset ships a test set)")
     t.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="validation split of the training data (0: none)")
+    t.add_argument("--weight-column", metavar="NAME", default=None,
+                   help="a column (CSV) or array (.npz) of --data holding one weight >= 0 per sample (not a "
+                        "feature): a batch's loss is sum w_i C_i / sum w_i")
+    t.add_argument("--class-weight", choices=["none", "balanced"], default="none",
+                   help="balanced: weigh each class by n_samples / (n_classes * its count in the training rows), "
+                        "multiplied into --weight-column")
     t.add_argument("--early-stopping", action=argparse.BooleanOptionalAction, default=False,
                    help="stop when val_loss stalls for --patience epochs; keep the best weights")
     t.add_argument("--patience", type=_positive_int, default=10,
@@ -218,6 +224,11 @@ def build_parser():
     pr.add_argument("--split", choices=["auto", "test", "all"], default="auto", help=SPLIT_HELP)
     pr.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     pr.add_argument("--out", metavar="FILE", help=".csv or .npy (default: CSV on stdout)")
+    x = sub.add_parser("export", help="write a trained model as ONNX (served without this library)",
+                       description="The network of a model file as an ONNX graph, with the input scaling, class "
+                                   "labels or target scaling that predict applies (needs: pip install onnx).")
+    x.add_argument("model", metavar="MODEL", help="a model.npz written by train (or by MLP.save)")
+    x.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
     parser.train_parser = t
     return parser
 
@@ -289,8 +300,8 @@ def _load_data(args):
         raise UsageError("give the data with --dataset NAME or --data FILE")
     if args.dataset is not None:
         return datasets.load(args.dataset)
-    return datasets.load_file(args.data, target=args.target,
-                              task=getattr(args, "task", "auto"))
+    return datasets.load_file(args.data, target=args.target, task=getattr(args, "task", "auto"),
+                              weight=getattr(args, "weight_column", None))
 
 
 def _stratified_split(y, fraction, rng, classify):
@@ -486,7 +497,8 @@ def _check_out_dir(out, checkpoint=False):
 # different value given on the command line or in --config.
 SHAPING = ("dataset", "data", "target", "task", "scale", "layers", "activation", "output_activation", "loss",
            "optimizer", "learning_rate", "schedule", "step_size", "gamma", "eta_min", "batch_size", "seed",
-           "dtype", "test_fraction", "validation_fraction", "early_stopping", "patience", "min_delta") + \
+           "dtype", "test_fraction", "validation_fraction", "early_stopping", "patience", "min_delta",
+           "weight_column", "class_weight") + \
     tuple(sorted(set(optimizers.DEFAULTS) | {"weight_decay"}))  # every optimizer hyper-parameter option
 # Taken from the checkpoint when not given, but free to change.
 CARRIED = ("epochs", "checkpoint_every", "out")
@@ -604,6 +616,23 @@ def _apply_checkpoint_options(args, explicit):
     return fields, saved, notes
 
 
+def _sample_weights(args, data, y, fit_idx, classify):
+    """One weight per row of the data (None: unweighted): --weight-column times the --class-weight factors
+    (balanced: n / (n_classes * count) over the training rows, scikit-learn's "balanced")."""
+    if args.weight_column is not None and args.dataset is not None:
+        raise UsageError("--weight-column needs --data FILE (the named datasets have no weight column)")
+    weights = None if data.sample_weight is None else np.asarray(data.sample_weight, dtype=np.float64)
+    if args.class_weight == "balanced":
+        if not classify:
+            raise UsageError("--class-weight balanced needs classification targets, got a regression target")
+        counts = np.bincount(y[fit_idx], minlength=len(data.classes)).astype(np.float64)
+        present = counts > 0
+        factor = np.zeros(len(counts))
+        factor[present] = len(fit_idx) / (present.sum() * counts[present])
+        weights = factor[y] if weights is None else weights * factor[y]
+    return weights
+
+
 def _take_rows_in_place(X, rows, chunk=4096):
     """X[rows] as the view X[:len(rows)], moving the rows to the front of X a chunk at a time.
 
@@ -718,10 +747,11 @@ def cmd_train(args, explicit=frozenset()):
     Xt, yt = prep(X_test, y_test)
     net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
               seed=args.seed, dtype=dtype.type)
+    weights = _sample_weights(args, data, y, fit_idx, classify)
     validation = None
     if len(val_idx):
         Xv, yv = prep(X[val_idx], y[val_idx])
-        validation = (Xv, _net_targets(net, yv, data.task))
+        validation = (Xv, _net_targets(net, yv, data.task), None if weights is None else weights[val_idx])
     # The training rows move to the front of X, in order (no second copy of the largest part).
     Xf, yf = prep(_take_rows_in_place(X, fit_idx), y[fit_idx])
     yf = _net_targets(net, yf, data.task)
@@ -731,7 +761,7 @@ def cmd_train(args, explicit=frozenset()):
         os.makedirs(out, exist_ok=True)
     # The optimizer object carries its own hyper-parameters (optimizers.py states their defaults).
     fit_options = dict(batch_size=args.batch_size, learning_rate=lr, optimizer=optimizer, seed=args.seed,
-                       lr_schedule=schedule)
+                       lr_schedule=schedule, sample_weight=None if weights is None else weights[fit_idx])
 
     # Compile (or load from numba's cache) every kernel the run needs before the clock starts:
     # one step on a throwaway copy of the network, with arrays of the same types.
@@ -741,7 +771,7 @@ def cmd_train(args, explicit=frozenset()):
                    seed=args.seed, dtype=dtype.type)
         twin.fit(Xf[:m], yf[:m], epochs=1, progress=False,
                  validation_data=None if validation is None else (validation[0][:m], validation[1][:m]),
-                 **fit_options)
+                 **dict(fit_options, sample_weight=None))
         twin.predict(Xf[:m])
         twin.loss_value(Xf[:m], yf[:m])
 
@@ -945,7 +975,24 @@ def cmd_predict(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_export(args):
+    """The model as ONNX: input X (raw features, as predict takes them), the model's scaling around the network;
+    classification gives "label" and "probabilities", regression "Y" in the target's units."""
+    from . import onnx_export
+    model = Model(args.model)
+    check_output_path("--onnx", args.onnx)
+    processing = dict(x_offset=model.x_offset, x_scale=model.x_scale)
+    if model.task == "classification":
+        processing["classes"] = np.array(model.classes)
+    else:
+        processing.update(y_offset=model.y_offset, y_scale=model.y_scale)
+    onnx_export.export(model.net, args.onnx, **processing)
+    print(f"wrote {args.onnx} (input X: {model.net.layer_sizes[0]} features, {np.dtype(model.net.dtype).name}; "
+          f"outputs: {'label, probabilities' if model.task == 'classification' else 'Y'})")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
 
 
 def _given_options(argv):
@@ -969,7 +1016,7 @@ def main(argv=None):
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("backprop-numba: choose a command: train, evaluate or predict (see --help)")
+            raise UsageError("backprop-numba: choose a command: train, evaluate, predict or export (see --help)")
         if args.command == "train":
             explicit = _given_options(argv)
             if args.config:

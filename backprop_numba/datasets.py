@@ -64,6 +64,7 @@ class Dataset:
     X_test: np.ndarray = None
     y_test: np.ndarray = None
     named_features: bool = False
+    sample_weight: np.ndarray = None  # the --weight-column (CSV) or weight array (.npz), when asked for
 
     @property
     def n_features(self):
@@ -191,8 +192,9 @@ def _encode_target(values, task, name):
     return values.astype(np.float64), task, []
 
 
-def _read_csv(path, target, task, exclude=None):
-    """A CSV file with a header row; the column `exclude` (if any) is dropped unread."""
+def _read_csv(path, target, task, exclude=None, weight=None):
+    """A CSV file with a header row; the column `exclude` (if any) is dropped unread, the column `weight`
+    (if any) becomes the sample weights, not a feature."""
     try:
         with open(path, newline="") as f:
             reader = csv.reader(f)
@@ -213,11 +215,14 @@ def _read_csv(path, target, task, exclude=None):
             raise DatasetError(f"{path} line {n} has {len(r)} fields, the header has {width}.")
     lines = [n for n, _ in rows[1:]]
     body = np.array([r for _, r in rows[1:]], dtype=str)
-    names = [h for h in header if h != target and h != exclude]
+    names = [h for h in header if h not in (target, exclude, weight)]
     if target is not None and target not in header:
         raise DatasetError(f"{path} has no target column {target!r}; its columns are {header[:20]}.")
+    if weight is not None and weight not in header:
+        raise DatasetError(f"{path} has no weight column {weight!r}; its columns are {header[:20]}.")
     cols = [header.index(n) for n in names]
-    for j in ([header.index(target)] if target is not None else []) + cols:
+    for j in ([header.index(target)] if target is not None else []) + \
+            ([header.index(weight)] if weight is not None else []) + cols:
         empty = np.flatnonzero(np.char.strip(body[:, j]) == "")
         if empty.size:
             what = "target column" if header[j] == target else "column"
@@ -234,13 +239,21 @@ def _read_csv(path, target, task, exclude=None):
             except ValueError as exc:
                 raise DatasetError(f"{path} column {header[j]!r} must be numeric: {exc}.") from None
         raise
+    sample_weight = None
+    if weight is not None:
+        try:
+            sample_weight = np.array(body[:, header.index(weight)], dtype=np.float64)
+        except ValueError as exc:
+            raise DatasetError(f"{path} weight column {weight!r} must be numeric: {exc}.") from None
     if target is None:
-        return Dataset(os.path.basename(path), X, None, task, feature_names=names, named_features=True)
+        return Dataset(os.path.basename(path), X, None, task, feature_names=names, named_features=True,
+                       sample_weight=sample_weight)
     y, task, classes = _encode_target(body[:, header.index(target)], task, path)
-    return Dataset(os.path.basename(path), X, y, task, classes=classes, feature_names=names, named_features=True)
+    return Dataset(os.path.basename(path), X, y, task, classes=classes, feature_names=names, named_features=True,
+                   sample_weight=sample_weight)
 
 
-def _read_npz(path, target, task, exclude=None):
+def _read_npz(path, target, task, exclude=None, weight=None):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -248,7 +261,9 @@ def _read_npz(path, target, task, exclude=None):
         raise DatasetError(f"{path} is not a readable .npz archive: {exc}") from None
     if target is not None and target not in arrays:
         raise DatasetError(f"{path} has no target array {target!r}; its arrays are {sorted(arrays)}.")
-    others = [k for k in arrays if k != target and k != exclude]
+    if weight is not None and weight not in arrays:
+        raise DatasetError(f"{path} has no weight array {weight!r}; its arrays are {sorted(arrays)}.")
+    others = [k for k in arrays if k not in (target, exclude, weight)]
     if "X" in arrays and target != "X":
         key = "X"
     elif len(others) == 1:
@@ -271,10 +286,17 @@ def _read_npz(path, target, task, exclude=None):
     if len(y) != len(X):
         raise DatasetError(f"{path}: target {target!r} has {len(y)} rows, features {key!r} have {len(X)}.")
     y, task, classes = _encode_target(y, task, path)
-    return Dataset(os.path.basename(path), X, y, task, classes=classes, feature_names=names)
+    sample_weight = None
+    if weight is not None:
+        sample_weight = np.asarray(arrays[weight], dtype=np.float64).reshape(-1)
+        if len(sample_weight) != len(X):
+            raise DatasetError(f"{path}: weight {weight!r} has {len(sample_weight)} values, features {key!r} have "
+                               f"{len(X)} rows.")
+    return Dataset(os.path.basename(path), X, y, task, classes=classes, feature_names=names,
+                   sample_weight=sample_weight)
 
 
-def load_file(path, target="target", task="auto", target_optional=False):
+def load_file(path, target="target", task="auto", target_optional=False, weight=None):
     """A CSV (header row) or .npz file; target=None reads features only (for predict).
 
     With target_optional, a file whose target column/array is missing or
@@ -295,7 +317,7 @@ def load_file(path, target="target", task="auto", target_optional=False):
     else:
         raise DatasetError(f"data file must end in .csv or .npz, got {path!r}.")
     try:
-        data = read(path, target, task)
+        data = read(path, target, task, weight=weight)
     except DatasetError:
         if not (target_optional and target is not None):
             raise

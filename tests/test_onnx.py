@@ -81,3 +81,22 @@ def test_export_errors(tmp_path):
         net.to_onnx(tmp_path)
     with pytest.raises(TypeError, match="path must be a file path"):
         net.to_onnx(3.5)
+
+
+def test_cli_export_serves_what_predict_gives(tmp_path):
+    """backprop-numba export: the model's input scaling and class labels are in the graph, so onnxruntime
+    on the raw features gives predict's labels and probabilities."""
+    pytest.importorskip("sklearn")
+    from backprop_numba.cli import Model, main
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--hidden", "16", "--epochs", "3", "--out", str(out),
+                 "--quiet"]) == 0
+    assert main(["export", str(out / "model.npz"), "--onnx", str(tmp_path / "digits.onnx")]) == 0
+    model = Model(str(out / "model.npz"))
+    from backprop_numba import datasets
+    X = datasets.load("digits").X[:50]
+    label, proba = _session(tmp_path / "digits.onnx").run(None, {"X": X})
+    expected = model.net.predict((X - model.x_offset) / model.x_scale)
+    np.testing.assert_allclose(proba, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(label, np.array(model.classes)[np.argmax(expected, axis=1)])
+    assert main(["export", str(out / "model.npz"), "--onnx", str(tmp_path / "missing" / "x.onnx")]) == 1

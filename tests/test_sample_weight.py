@@ -125,3 +125,26 @@ def test_partial_fit_takes_weights():
     a.partial_fit(X, Y, batch_size=len(X), sample_weight=w, shuffle=False)
     b.partial_fit(X[reps], Y[reps], batch_size=len(reps), shuffle=False)
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-12)
+
+
+def test_cli_weight_column_and_class_weight(tmp_path):
+    """--weight-column NAME: that column is a weight, not a feature; --class-weight balanced multiplies in."""
+    pytest.importorskip("sklearn")
+    import json
+
+    from backprop_numba.cli import main
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = (X[:, 0] > 0.8).astype(int)  # imbalanced
+    w = rng.integers(1, 3, size=300)
+    lines = ["a,b,c,w,target"] + [f"{r[0]},{r[1]},{r[2]},{wi},{yi}" for r, wi, yi in zip(X, w, y)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    common = ["train", "--data", str(tmp_path / "d.csv"), "--hidden", "4", "--epochs", "2", "--quiet"]
+    assert main(common + ["--weight-column", "w", "--class-weight", "balanced", "--out", str(tmp_path / "r")]) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["config"]["weight_column"] == "w" and metrics["config"]["class_weight"] == "balanced"
+    from backprop_numba import MLP
+    assert MLP.load(tmp_path / "r" / "model.npz").layer_sizes[0] == 3  # w is not a feature
+    assert main(common + ["--weight-column", "nope", "--out", str(tmp_path / "r2")]) == 1
+    assert main(["train", "--dataset", "digits", "--hidden", "4", "--epochs", "1", "--weight-column", "w",
+                 "--out", str(tmp_path / "r3")]) == 2
