@@ -861,13 +861,15 @@ def csv_model(tmp_path_factory):
 
 def test_predict_matches_csv_columns_by_name(csv_model):
     folder, model = csv_model
-    status, expected, err = _main("predict", "--model", model, "--data", folder / "abc.csv", "--proba")
+    # --split all: every row of each file (abc.csv is the model's own data: "auto" would take its test split)
+    status, expected, err = _main("predict", "--model", model, "--data", folder / "abc.csv", "--proba",
+                                  "--split", "all")
     assert status == 0, err
     # Reordered, without the target, with an extra column: the same predictions.
     _write_csv(folder / "bac.csv", "bac", [1, 0, 2])
     _write_csv(folder / "cxab.csv", ["c", "x", "a", "b"], [2, 0, 0, 1], CSV_Y)
     for name in ("bac.csv", "cxab.csv"):
-        status, got, err = _main("predict", "--model", model, "--data", folder / name, "--proba")
+        status, got, err = _main("predict", "--model", model, "--data", folder / name, "--proba", "--split", "all")
         assert status == 0, err
         assert got == expected, name
     # Before the fix the reordered file was used by position: most probabilities differ then.
@@ -875,8 +877,8 @@ def test_predict_matches_csv_columns_by_name(csv_model):
     assert not np.allclose(net.predict(CSV_X[:, [1, 0, 2]]), net.predict(CSV_X))
     # evaluate matches by name too
     _write_csv(folder / "bac-t.csv", "bac", [1, 0, 2], CSV_Y)
-    s1, m1, _ = _main("evaluate", "--model", model, "--data", folder / "abc.csv")
-    s2, m2, _ = _main("evaluate", "--model", model, "--data", folder / "bac-t.csv")
+    s1, m1, _ = _main("evaluate", "--model", model, "--data", folder / "abc.csv", "--split", "all")
+    s2, m2, _ = _main("evaluate", "--model", model, "--data", folder / "bac-t.csv", "--split", "all")
     assert s1 == s2 == 0
     assert json.loads(m1)["accuracy"] == json.loads(m2)["accuracy"]
     assert json.loads(m1)["loss"] == json.loads(m2)["loss"]
@@ -934,8 +936,8 @@ def test_predict_ignores_unknown_targets(csv_model):
     folder, model = csv_model
     lines = (folder / "abc.csv").read_text().splitlines()
     (folder / "unknown.csv").write_text("\n".join([lines[0]] + [l.rsplit(",", 1)[0] + "," for l in lines[1:]]) + "\n")
-    s1, expected, _ = _main("predict", "--model", model, "--data", folder / "abc.csv")
-    s2, got, err = _main("predict", "--model", model, "--data", folder / "unknown.csv")
+    s1, expected, _ = _main("predict", "--model", model, "--data", folder / "abc.csv", "--split", "all")
+    s2, got, err = _main("predict", "--model", model, "--data", folder / "unknown.csv", "--split", "all")
     assert s1 == s2 == 0, err
     assert got == expected
 
