@@ -37,7 +37,7 @@ and a non-finite loss or gradient is reported through a status code.
 import numpy as np
 from numba import njit
 
-from .activations import _activate, _backprop_activation
+from .activations import _activate, _backprop_activation, _g_prime
 from .losses import _count_correct, _loss_sum, _output_delta
 from .optimizers import WEIGHT_DECAY, _step
 
@@ -204,12 +204,16 @@ def _dense_reference(W, b, a_prev, z):
 
 
 @njit(**OPTS)
-def _forward(theta, arch, a_buf, z_buf, B):
+def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
     .. math:: z^{[l]} = W^{[l]} a^{[l-1]} + b^{[l]},\\quad a^{[l]} = g_l(z^{[l]})
 
     (notes 000/001 "Forward pass", note 003 eqs. 15-18), keeping every z and a.
+    In training (seed >= 0) a hidden layer with dropout rate rates[l] > 0 keeps
+    each unit with probability 1 - rates[l] and scales it by 1 / (1 - rates[l])
+    (inverted dropout): the mask of sample row0 + s, layer l, unit j is
+    _dropout_keep(seed, row0 + s, l, j, rate); seed < 0 (inference) never drops.
     """
     L = arch.shape[1] - 1
     for l in range(1, L + 1):
@@ -220,7 +224,49 @@ def _forward(theta, arch, a_buf, z_buf, B):
         # note 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
         _dense_units(W, b, a_prev, z, 0, W.shape[0])
         # a[l] = g_l(z[l])
-        _activate(arch[ACT, l], z, _rows(a_buf, arch, l, B))
+        a = _rows(a_buf, arch, l, B)
+        _activate(arch[ACT, l], z, a)
+        if seed >= 0 and l < L and rates[l] > 0.0:
+            _drop(a, rates[l], seed, row0, l)
+
+
+# --------------------------------------------------------------------------
+# Dropout (training only): masks from a counter-based hash, so the mask of
+# (epoch seed, row of the epoch, layer, unit) is the same however the epoch is
+# cut into calls (Ctrl-C, progress) and after a resume.
+# --------------------------------------------------------------------------
+
+@njit(**OPTS)
+def _dropout_keep(seed, row, l, j, rate):
+    """True when unit j of layer l is kept for this row: splitmix64 of the four, as a uniform in [0, 1)."""
+    x = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(row) * np.uint64(0xD1B54A32D192ED03) \
+        + np.uint64(l) * np.uint64(0x8CB92BA72F3D8DD7) + np.uint64(j)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)) * (1.0 / 9007199254740992.0) >= rate
+
+
+@njit(**OPTS)
+def _drop(a, rate, seed, row0, l):
+    """Inverted dropout on a hidden layer's outputs: a <- a m / (1 - rate), m in {0, 1}."""
+    scale = 1.0 / (1.0 - rate)
+    for s in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[s, j] = a[s, j] * scale if _dropout_keep(seed, row0 + s, l, j, rate) else 0.0 * a[s, j]
+
+
+@njit(**OPTS)
+def _backprop_dropout(code, a, grad_a, delta, rate, seed, row0, l):
+    """delta = dC/dz through a dropped layer: grad_a m / (1 - rate) g'(z), with g' from the kept output
+    a (1 - rate) (a holds the dropped, scaled output); a dropped unit passes nothing back."""
+    scale = 1.0 / (1.0 - rate)
+    for s in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if _dropout_keep(seed, row0 + s, l, j, rate):
+                delta[s, j] = grad_a[s, j] * scale * _g_prime(code, a[s, j] * (1.0 - rate))
+            else:
+                delta[s, j] = 0.0 * grad_a[s, j]
 
 
 @njit(**OPTS)
@@ -249,10 +295,11 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk):
     """out[i] = a[L](X[rows[i]]) for every i, `chunk` samples per forward pass."""
     L = arch.shape[1] - 1
     total = rows.shape[0]
+    no_dropout = np.empty(0)
     for start in range(0, total, chunk):
         B = min(chunk, total - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0)
         a_L = _rows(a_buf, arch, L, B)
         for s in range(B):
             for j in range(a_L.shape[1]):
@@ -357,19 +404,24 @@ def _backprop_linear_reference(W, delta, out):
 
 
 @njit(**OPTS)
-def _backward(theta, arch, a_buf, d_buf, B):
+def _backward(theta, arch, a_buf, d_buf, B, rates, seed, row0):
     """The delta recursion, from delta[L] (already in d_buf) down to delta[1].
 
     .. math:: \\delta^{[l-1]} = (W^{[l]\\,T} \\delta^{[l]}) \\circ g_{l-1}'(z^{[l-1]})
 
     (note 002 eq. 2, note 000, note 004 "g[2a] = g[3z] W[3]^T, g[2z] = g'(z[2]) o g[2a]").
+    With dropout (seed >= 0, as in _forward) a dropped layer also multiplies by its mask / (1 - rate).
     """
     L = arch.shape[1] - 1
     for l in range(L, 1, -1):
         delta_prev = _rows(d_buf, arch, l - 1, B)
         # note 002 eq. 2: delta[l-1] = (W[l]^T delta[l]) * g'_{l-1}(z[l-1])
         _backprop_linear(_W(theta, arch, l), _rows(d_buf, arch, l, B), delta_prev)
-        _backprop_activation(arch[ACT, l - 1], _rows(a_buf, arch, l - 1, B), delta_prev, delta_prev)
+        a = _rows(a_buf, arch, l - 1, B)
+        if seed >= 0 and rates[l - 1] > 0.0:
+            _backprop_dropout(arch[ACT, l - 1], a, delta_prev, delta_prev, rates[l - 1], seed, row0, l - 1)
+        else:
+            _backprop_activation(arch[ACT, l - 1], a, delta_prev, delta_prev)
 
 
 @njit(**OPTS)
@@ -602,19 +654,20 @@ def _weight_sum(w, B):
 
 
 @njit(**OPTS)
-def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d_buf, grad):
+def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d_buf, grad, rates, drop_seed):
     """Weighted mean loss sum_s w_s C_s / sum_s w_s over the batch X, Y (SW empty: the plain mean);
-    fills grad (laid out like theta) with its gradient."""
+    fills grad (laid out like theta) with its gradient.  drop_seed >= 0 applies dropout with the masks of
+    rows 0..B-1 (tests compare them with PyTorch); -1 never drops."""
     B = X.shape[0]
     L = arch.shape[1] - 1
     rows = np.arange(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B)
+    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, 0)
     a_L = _rows(a_buf, arch, L, B)
     w_total = _weight_sum(SW, B)
     value = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), Y, SW) / w_total
     _output_delta(loss, loss_param, arch[ACT, L], a_L, Y, SW, _rows(d_buf, arch, L, B))
-    _backward(theta, arch, a_buf, d_buf, B)
+    _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, 0)
     _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf)
     return value
 
@@ -626,10 +679,11 @@ def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk):
     total_rows = X.shape[0]
     rows = np.arange(total_rows)
     total = 0.0
+    no_dropout = np.empty(0)
     for start in range(0, total_rows, chunk):
         B = min(chunk, total_rows - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0)
         y = Y[start:start + B]
         w = SW[start:start + B] if SW.shape[0] != 0 else SW
         total += _loss_sum(loss, loss_param, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y, w)
@@ -651,11 +705,12 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     B = X.shape[0]
     L = arch.shape[1] - 1
     rows = np.arange(B)
+    no_dropout = np.empty(0)
     _load_inputs(X, rows, 0, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B)
+    _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0)
     # note 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
     _backprop_activation(arch[ACT, L], _rows(a_buf, arch, L, B), V, _rows(d_buf, arch, L, B))
-    _backward(theta, arch, a_buf, d_buf, B)
+    _backward(theta, arch, a_buf, d_buf, B, no_dropout, -1, 0)
     # note 000: grad_x a[L] = W[1]^T delta[1]  (the input layer has no activation)
     _backprop_linear(_W(theta, arch, 1), _rows(d_buf, arch, 1, B), gx)
 
@@ -720,7 +775,7 @@ def _load_weights(SW, rows, start, B, w_buf):
 
 @njit(**OPTS)
 def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, batch_size, opt, lr, hyper, state,
-                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc):
+                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc, rates, drop_seed):
     """Mini-batches first <= i < last of an epoch, entirely in compiled code.
 
     Batch i holds the rows perm[i * batch_size : (i + 1) * batch_size] (the
@@ -738,7 +793,9 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
 
     A mini-batch whose loss or gradient is not finite gets no update: with
     skip_nonfinite the call goes on to the next batch, otherwise it stops
-    there, so theta keeps the last finite parameters.
+    there, so theta keeps the last finite parameters.  rates[l] > 0 drops the
+    hidden layer l's units (inverted dropout) with masks drawn from drop_seed
+    (-1: no dropout, and no extra work).
 
     Returns (batches done, samples used, optimizer steps taken, batches
     skipped, status); t counts the optimizer steps taken before this call.
@@ -761,7 +818,8 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
             continue  # every sample of the batch weighs 0: nothing to learn from it
         _load_inputs(X, perm, start, B, arch, a_buf)
         y = _load_targets(Y, perm, start, B, y_buf)
-        _forward(theta, arch, a_buf, z_buf, B)
+        # dropout masks (drop_seed >= 0) follow the row's place in the epoch: the same wherever an epoch is cut
+        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start)
         a_L = _rows(a_buf, arch, L, B)
         batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y, w)
         status = OK
@@ -769,7 +827,7 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
             status = NONFINITE_LOSS
         else:
             _output_delta(loss, loss_param, arch[ACT, L], a_L, y, w, _rows(d_buf, arch, L, B))
-            _backward(theta, arch, a_buf, d_buf, B)
+            _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, start)
             _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf)
             if not _all_finite(grad):
                 status = NONFINITE_GRADIENT

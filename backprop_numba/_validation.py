@@ -591,3 +591,20 @@ def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
     if not out.any():
         raise ValueError(f"{name} must not be all zero (nothing would be learned), got {n_samples} zeros.")
     return out
+
+
+def check_dropout(dropout, n_hidden):
+    """Dropout rates of the hidden layers as a list of n_hidden floats in [0, 1): one rate for all, or one each."""
+    if isinstance(dropout, (str, bytes)):
+        raise TypeError(f"dropout must be a rate in [0, 1) or one rate per hidden layer, got {_describe(dropout)}.")
+    if isinstance(dropout, numbers.Real) or dropout is None:
+        rates = [0.0 if dropout is None else dropout] * n_hidden
+    else:
+        try:
+            rates = list(dropout)
+        except TypeError:
+            raise TypeError(f"dropout must be a rate in [0, 1) or one rate per hidden layer, "
+                            f"got {_describe(dropout)}.") from None
+        if len(rates) != n_hidden:
+            raise ValueError(f"dropout must be one rate or one per hidden layer ({n_hidden}), got {len(rates)} rates.")
+    return [check_float("dropout", r, low=0.0, high=1.0, high_open=True) for r in rates]

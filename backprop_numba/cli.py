@@ -187,6 +187,8 @@ def build_parser():
                    help="held-out test split (ignored when the dataset ships a test set)")
     t.add_argument("--validation-fraction", type=_fraction, default=0.1,
                    help="validation split of the training data (0: none)")
+    t.add_argument("--dropout", type=float, default=0.0,
+                   help="inverted dropout rate of the hidden layers while training, in [0, 1)")
     t.add_argument("--weight-column", metavar="NAME", default=None,
                    help="a column (CSV) or array (.npz) of --data holding one weight >= 0 per sample (not a "
                         "feature): a batch's loss is sum w_i C_i / sum w_i")
@@ -498,7 +500,7 @@ def _check_out_dir(out, checkpoint=False):
 SHAPING = ("dataset", "data", "target", "task", "scale", "layers", "activation", "output_activation", "loss",
            "optimizer", "learning_rate", "schedule", "step_size", "gamma", "eta_min", "batch_size", "seed",
            "dtype", "test_fraction", "validation_fraction", "early_stopping", "patience", "min_delta",
-           "weight_column", "class_weight") + \
+           "weight_column", "class_weight", "dropout") + \
     tuple(sorted(set(optimizers.DEFAULTS) | {"weight_decay"}))  # every optimizer hyper-parameter option
 # Taken from the checkpoint when not given, but free to change.
 CARRIED = ("epochs", "checkpoint_every", "out")
@@ -746,7 +748,7 @@ def cmd_train(args, explicit=frozenset()):
         X_test, y_test = X[test_idx], y[test_idx]
     Xt, yt = prep(X_test, y_test)
     net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
-              seed=args.seed, dtype=dtype.type)
+              seed=args.seed, dtype=dtype.type, dropout=args.dropout)
     weights = _sample_weights(args, data, y, fit_idx, classify)
     validation = None
     if len(val_idx):
@@ -768,7 +770,7 @@ def cmd_train(args, explicit=frozenset()):
     def one_step():
         m = min(len(Xf), args.batch_size)
         twin = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
-                   seed=args.seed, dtype=dtype.type)
+                   seed=args.seed, dtype=dtype.type, dropout=args.dropout)
         twin.fit(Xf[:m], yf[:m], epochs=1, progress=False,
                  validation_data=None if validation is None else (validation[0][:m], validation[1][:m]),
                  **dict(fit_options, sample_weight=None))

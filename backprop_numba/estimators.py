@@ -40,6 +40,8 @@ meaning is the same; the differences:
   prediction beyond the float64 range raises ``ValueError``.
 - ``to_onnx(path)``: the classifier's graph gives "label" and
   "probabilities" (as skl2onnx's), the regressor's undoes the target scaling.
+- ``dropout`` (one rate or one per hidden layer): inverted dropout while
+  training, as ``MLP(dropout=)``; scikit-learn's MLP has none.
 - ``activation``: "logistic" (scikit-learn's name) and "sigmoid" are the same
   function; "tanh", "relu", "identity" as in scikit-learn, plus "leaky_relu".
 - Boolean parameters (``shuffle``, ``early_stopping``, ``nesterovs_momentum``,
@@ -124,7 +126,7 @@ class _BaseMLP(BaseEstimator):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype="float64"):
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype="float64", dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -147,6 +149,7 @@ class _BaseMLP(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.dtype = dtype
+        self.dropout = dropout
 
     # -- parameters -> what MLP takes (each checked once, here or by the optimizer classes) --
 
@@ -198,7 +201,7 @@ class _BaseMLP(BaseEstimator):
 
     def _new_network(self, n_in, n_out, loss, output_activation, seed):
         return MLP([n_in, *self._hidden(), n_out], activation=self._activation(),
-                   output_activation=output_activation, loss=loss, seed=seed, dtype=self.dtype)
+                   output_activation=output_activation, loss=loss, seed=seed, dtype=self.dtype, dropout=self.dropout)
 
     def _fit_network(self, X, Y, n_out, loss, output_activation, sample_weight=None):
         """Build (or, with warm_start, keep) self.net_ and train it on (X, Y) in the network's target form."""
@@ -319,7 +322,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype="float64", class_weight=None):
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype="float64", dropout=0.0, class_weight=None):
         # scikit-learn reads the parameters from this signature: the base's, plus class_weight.
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -327,7 +330,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, dtype=dtype)
+            n_iter_no_change=n_iter_no_change, dtype=dtype, dropout=dropout)
         self.class_weight = class_weight
 
     def _weights(self, y, sample_weight):
@@ -447,7 +450,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype="float64"):
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dtype="float64", dropout=0.0):
         # scikit-learn reads the parameters from this signature: the base's, plus loss.
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -455,7 +458,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, dtype=dtype)
+            n_iter_no_change=n_iter_no_change, dtype=dtype, dropout=dropout)
         self.loss = loss
 
     def _targets(self, X, y, sample_weight, reset):

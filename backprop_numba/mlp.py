@@ -6,6 +6,7 @@ from . import _kernels as K
 from . import activations, io, losses, training
 from ._validation import (
     OVERFLOW_HINT,
+    check_dropout,
     check_finite_result,
     check_fits_dtype,
     check_inputs,
@@ -63,6 +64,11 @@ class MLP:
         "poisson" (needs ``output_activation="exp"``; see ``losses``).
     huber_delta : float > 0, default 1.0
         Where the huber loss turns from quadratic to linear (PyTorch's ``delta``).
+    dropout : float in [0, 1) or one per hidden layer, default 0.0
+        Inverted dropout on the hidden layers, in ``fit``/``partial_fit`` only
+        (``forward``, ``predict`` and the gradient methods never drop): each
+        unit is kept with probability 1 - rate and scaled by 1 / (1 - rate),
+        with masks drawn inside the compiled epoch from the run's seed.
     seed : int or None
         Seeds the initial weights and the shuffling in ``fit``.
     dtype : np.float32 or np.float64, default np.float64
@@ -94,18 +100,21 @@ class MLP:
     _incremental = None  # partial_fit's state between calls (training.Incremental)
 
     def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
-                 seed=None, dtype=np.float64, huber_delta=1.0):
-        self._configure(layer_sizes, activation, output_activation, loss, dtype, huber_delta)
+                 seed=None, dtype=np.float64, huber_delta=1.0, dropout=0.0):
+        self._configure(layer_sizes, activation, output_activation, loss, dtype, huber_delta, dropout)
         self._rng = np.random.default_rng(check_seed("seed", seed))
         self.theta = np.zeros(self._n_params, dtype=self.dtype)
         self._initialise()
 
     # -- construction ------------------------------------------------------
 
-    def _configure(self, layer_sizes, activation, output_activation, loss, dtype, huber_delta=1.0):
+    def _configure(self, layer_sizes, activation, output_activation, loss, dtype, huber_delta=1.0, dropout=0.0):
         spec = check_network(layer_sizes, activation, output_activation, loss, dtype, huber_delta,
                              losses, activations.HIDDEN, activations.OUTPUT)
         self.layer_sizes, self.activations, self.loss, self.dtype, self.huber_delta = spec
+        self.dropout = check_dropout(dropout, len(self.layer_sizes) - 2)
+        # the kernels' rates, indexed by layer l (0 at the input and the output)
+        self._drop_rates = np.array([0.0, *self.dropout, 0.0], dtype=np.float64)
         self._arch, self._n_params = _arch_table(self.layer_sizes, [activations.CODES[a] for a in self.activations])
         self._loss_code = losses.CODES[self.loss]
         self._loss_param = self.huber_delta if self.loss == "huber" else 0.0  # the kernels' loss_param
@@ -120,7 +129,7 @@ class MLP:
 
     @classmethod
     def from_weights(cls, weights, biases, layout="column", activation="sigmoid", output_activation=None,
-                     loss="mse", dtype=None, seed=None, huber_delta=1.0):
+                     loss="mse", dtype=None, seed=None, huber_delta=1.0, dropout=0.0):
         """Build a network from given parameters.
 
         Parameters
@@ -138,7 +147,7 @@ class MLP:
             dtype = np.float32 if all(W.dtype.newbyteorder("=") == np.float32 for W in Ws) else np.float64
         net = cls.__new__(cls)
         net._configure([Ws[0].shape[1]] + [W.shape[0] for W in Ws], activation, output_activation, loss, dtype,
-                       huber_delta)
+                       huber_delta, dropout)
         net._rng = np.random.default_rng(seed)
         net.theta = np.zeros(net._n_params, dtype=net.dtype)
         check_fits_dtype(Ws, bs, net.dtype)
@@ -202,6 +211,8 @@ class MLP:
         hidden = self.activations[:-1]
         activation = hidden[0] if len(set(hidden)) == 1 else hidden  # [] for a network without hidden layers
         delta = f", huber_delta={self.huber_delta!r}" if self.huber_delta != 1.0 else ""
+        if any(self.dropout):
+            delta += f", dropout={self.dropout[0] if len(set(self.dropout)) == 1 else self.dropout!r}"
         return (f"MLP({self.layer_sizes}, activation={activation!r}, output_activation={self.activations[-1]!r}, "
                 f"loss={self.loss!r}, dtype={np.dtype(self.dtype).name!r}{delta})")
 
@@ -283,12 +294,12 @@ class MLP:
         check_finite_result("the gradient", grad, OVERFLOW_HINT)
         return value, self._unflatten(grad)
 
-    def _loss_and_flat_gradient(self, X, Y, SW=None):
+    def _loss_and_flat_gradient(self, X, Y, SW=None, drop_seed=-1):
         a_buf, z_buf, d_buf = self._unit_buffers(X.shape[0], 3)
         grad = np.empty(self._n_params, dtype=self.dtype)
         SW = np.empty(0, dtype=self.dtype) if SW is None else SW
         value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
-                                      z_buf, d_buf, grad)
+                                      z_buf, d_buf, grad, self._drop_rates, drop_seed)
         return float(value), grad
 
     def loss_value(self, X, Y, sample_weight=None):
@@ -400,6 +411,7 @@ class MLP:
             "dtype": np.array(np.dtype(self.dtype).name),
             "theta": self.theta.copy(),
             **({"extra.huber_delta": np.array(self.huber_delta)} if self.loss == "huber" else {}),
+            **({"extra.dropout": np.array(self.dropout, dtype=np.float64)} if any(self.dropout) else {}),
         }
 
     def to_onnx(self, path):
@@ -426,9 +438,11 @@ class MLP:
         net = cls.__new__(cls)
         try:
             delta = arrays.get("extra.huber_delta", np.array(1.0))
+            dropout = arrays.get("extra.dropout", np.zeros(len(arrays["layer_sizes"]) - 2))
             net._configure([int(n) for n in arrays["layer_sizes"]], [str(a) for a in arrays["activations"][:-1]],
                            str(arrays["activations"][-1]), str(arrays["loss"]), str(arrays["dtype"]),
-                           float(delta) if delta.shape == () and delta.dtype.kind == "f" else "invalid")
+                           float(delta) if delta.shape == () and delta.dtype.kind == "f" else "invalid",
+                           dropout.tolist() if dropout.dtype.kind == "f" and dropout.ndim == 1 else "invalid")
         except (TypeError, ValueError, IndexError, OverflowError) as exc:
             raise ValueError(f"{path} describes an invalid network: {exc}") from None
         net.theta = check_stored_theta(arrays["theta"], net._n_params, net.dtype, path)

@@ -252,6 +252,7 @@ class Workspace:
         self.step = 0
         self.perm = np.arange(0, dtype=np.int64)
         self.acc = np.zeros(K.N_ACC, dtype=np.float64)
+        self.dropout_seed = -1
         self.seconds_per_batch = None  # measured on the chunks run so far
 
     def prepare(self, X, Y):
@@ -263,7 +264,7 @@ class Workspace:
         return -(-n_rows // self.batch_size)
 
     def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False, resume=None, interrupt=None,
-                  on_chunk=None, sample_weight=None):
+                  on_chunk=None, sample_weight=None, dropout_seed=-1):
         """One compiled epoch of mini-batch training over X, Y; returns an EpochResult.
 
         shuffle_seed >= 0 shuffles the rows first (seeded); -1 keeps their
@@ -278,8 +279,10 @@ class Workspace:
         ``resume`` (an EpochResult of the same epoch's first batches, same
         shuffle_seed) continues an interrupted epoch where it stopped.
         ``sample_weight``: one weight per row of X, of the network's dtype
-        (``check_sample_weight``), or None.
+        (``check_sample_weight``), or None.  ``dropout_seed`` >= 0 applies
+        the network's dropout with masks drawn from it (-1: none).
         """
+        self.dropout_seed = int(dropout_seed)
         SW = self.unweighted if sample_weight is None else sample_weight
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
@@ -318,7 +321,8 @@ class Workspace:
         net = self.net
         return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm, first,
                                 last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
-                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc)
+                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc, net._drop_rates,
+                                self.dropout_seed)
 
     def _guarded(self, X, Y, SW, first, last, lr, skip):
         """Batches first..last-1 through the kernel, plus a guarantee the kernel alone does not give.
@@ -798,13 +802,15 @@ class Trainer:
         lr = check_schedule_rate(self.schedule, opts["learning_rate"], epoch, opts["epochs"])
         self.epoch_rng_state = self.rng.bit_generator.state  # what a checkpoint in mid-epoch restores
         shuffle_seed = int(self.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
+        # drawn only with dropout on, so a network without it trains exactly as before
+        dropout_seed = int(self.rng.integers(0, 2**31 - 1)) if any(net.dropout) else -1
         resume, self.partial = self.partial, None
         if self.blocks is None:
             result = self.workspace.run_epoch(self.X, self.Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
                                               resume=resume, interrupt=interrupt, on_chunk=self.bar.on_chunk,
-                                              sample_weight=self.SW)
+                                              sample_weight=self.SW, dropout_seed=dropout_seed)
         else:
-            result = self.run_blocks(lr, shuffle_seed, interrupt)
+            result = self.run_blocks(lr, shuffle_seed, interrupt, dropout_seed)
         self.check_divergence(epoch, result, lr)
         history["loss"].append(result.loss)
         if "accuracy" in history:  # counted inside the compiled epoch, on each batch before its step (as Keras)
@@ -819,7 +825,7 @@ class Trainer:
         history["seconds"].append(time.perf_counter() - started)
         return history.last()
 
-    def run_blocks(self, lr, shuffle_seed, interrupt):
+    def run_blocks(self, lr, shuffle_seed, interrupt, dropout_seed=-1):
         """One epoch over out-of-core data, block after block; the running sums go on across blocks."""
         total = EpochResult()
         block_rng = np.random.default_rng(shuffle_seed) if shuffle_seed >= 0 else None
@@ -827,7 +833,8 @@ class Trainer:
             seed = int(block_rng.integers(0, 2**31 - 1)) if block_rng is not None else -1
             carried = EpochResult(loss_sum=total.loss_sum, correct=total.correct, weight_sum=total.weight_sum)
             part = self.workspace.run_epoch(Xb, Yb, lr, seed, self.opts["on_nonfinite"] == "skip", resume=carried,
-                                            interrupt=interrupt, sample_weight=SWb)
+                                            interrupt=interrupt, sample_weight=SWb,
+                                            dropout_seed=dropout_seed + total.batches if dropout_seed >= 0 else -1)
             total.loss_sum, total.correct, total.weight_sum = part.loss_sum, part.correct, part.weight_sum
             total.samples += part.samples
             total.steps += part.steps
@@ -1027,8 +1034,9 @@ def partial_fit(net, X, Y, **options):
         state.adopt(net, optimizer, opts["batch_size"])
     lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
     shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
+    dropout_seed = int(state.rng.integers(0, 2**31 - 1)) if any(net.dropout) else -1
     result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
-                                       sample_weight=weights)
+                                       sample_weight=weights, dropout_seed=dropout_seed)
     if result.status != K.OK or result.steps == 0:
         what = "every mini-batch was skipped" if result.status == K.OK else "a loss, gradient or step was not finite"
         raise DivergenceError(f"training diverged in partial_fit pass {state.passes + 1}: {what}. The network keeps "
@@ -1049,3 +1057,18 @@ def _accuracy(out, Y, loss, sample_weight=None):
     if sample_weight is None or sample_weight.shape[0] == 0:
         return float(np.mean(correct))
     return float(np.dot(correct, sample_weight) / np.sum(sample_weight, dtype=np.float64))
+
+
+def dropout_masks(net, seed, n_rows):
+    """The 0/1 dropout masks fit uses for rows 0..n_rows-1 of an epoch with this dropout seed: one
+    (n_rows, n[l]) array per hidden layer l (all ones where the rate is 0).  For tests and inspection."""
+    masks = []
+    for l in range(1, net.n_layers):
+        rate = net._drop_rates[l]
+        m = np.ones((n_rows, net.layer_sizes[l]))
+        if rate > 0:
+            for s in range(n_rows):
+                for j in range(net.layer_sizes[l]):
+                    m[s, j] = float(K._dropout_keep(seed, s, l, j, rate))
+        masks.append(m)
+    return masks
