@@ -6,6 +6,7 @@ Kernels are only ever called with what these functions return.
 """
 
 import collections.abc
+import math
 import numbers
 import operator
 import os
@@ -39,9 +40,10 @@ def check_choice(name, value, options):
 
 def check_int(name, value, minimum=None):
     """Return value as a Python int; booleans and floats are refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {_describe(value)}.")
-    value = operator.index(value)
+    if type(value) is not int:  # the common case skips the (slow) abstract-base-class checks
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {_describe(value)}.")
+        value = operator.index(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}.")
     return value
@@ -59,10 +61,11 @@ def _to_float(name, value):
 
 def check_float(name, value, low=None, high=None, low_open=False, high_open=False):
     """Return value as a finite Python float within the given bounds."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {_describe(value)}.")
-    value = _to_float(name, value)
-    if not np.isfinite(value):
+    if type(value) is not float:  # the common case skips the (slow) abstract-base-class checks
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {_describe(value)}.")
+        value = _to_float(name, value)
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}.")
     if low is not None and (value < low or (low_open and value == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}.")

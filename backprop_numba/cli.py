@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -137,15 +138,8 @@ SPLIT_HELP = ("auto: the held-out test split when the data is what the model was
               "fraction stored in the model); all: every row")
 
 
-def build_parser():
-    parser = _Parser(prog="backprop-numba",
-                     description="Train, evaluate and apply fully-connected networks (backprop_numba).")
-    parser.add_argument("--version", action="version", version=f"backprop_numba {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict}", parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a network, write model.npz, metrics.json, loss.png",
-                       description="Train a network on a dataset; write model.npz, metrics.json and loss.png "
-                                   "into --out.  Options may also come from --config FILE.toml.")
+def _train_arguments(t):
+    """The options of `train` (its parser t)."""
     t.add_argument("--config", metavar="FILE", help="TOML file of options (the command line overrides it)")
     _data_options(t)
     t.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
@@ -159,9 +153,9 @@ def build_parser():
     sizes.add_argument("--layers", type=_layers, metavar="N0,N1,...",
                        help="layer sizes, input to output, e.g. 64,32,10 (sizes that do not start with the "
                             "input size are read as --hidden)")
-    t.add_argument("--activation", default="relu", help="hidden activation: sigmoid, tanh, relu, identity")
+    t.add_argument("--activation", default="relu", help="hidden activation: sigmoid, tanh, relu, leaky_relu, identity")
     t.add_argument("--output-activation", default=None, help="default: what the loss needs")
-    t.add_argument("--loss", default=None, help="sse, half_sse, mse, bce, cross_entropy (default: cross_entropy "
+    t.add_argument("--loss", default=None, help="sse, half_sse, mse, bce, cross_entropy, huber, mae, poisson (default: cross_entropy "
                                                 "for classes, bce for 2 classes with 1 output, mse for regression)")
     t.add_argument("--optimizer", default="adam", help=f"{', '.join(optimizers.NAMES)} (default: adam)")
     lr_defaults = ", ".join(f"{cls.default_learning_rate:g} for {name}" for name, cls in optimizers.CLASSES.items())
@@ -210,6 +204,17 @@ def build_parser():
                    help="output folder (default: runs/<dataset>, or the checkpoint's with --resume)")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
 
+
+def build_parser():
+    parser = _Parser(prog="backprop-numba",
+                     description="Train, evaluate and apply fully-connected networks (backprop_numba).")
+    parser.add_argument("--version", action="version", version=f"backprop_numba {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,export}", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a network, write model.npz, metrics.json, loss.png",
+                       description="Train a network on a dataset; write model.npz, metrics.json and loss.png "
+                                   "into --out.  Options may also come from --config FILE.toml.")
+    _train_arguments(t)
     e = sub.add_parser("evaluate", help="metrics of a model on data (JSON on stdout)",
                        description="Loss, accuracy and confusion matrix of a saved model on a dataset or file.")
     e.add_argument("--model", required=True, metavar="FILE")
@@ -668,200 +673,197 @@ def _column_stats(X, rows, chunk=8192):
 
 
 def cmd_train(args, explicit=frozenset()):
-    resumed = saved = None
-    notes = []
+    """train: resolve the options (and a resume), prepare the data, compile, fit, write the outputs."""
+    r = _train_options(args, explicit)
+    _train_data(args, r)
+    _train_fit(args, r)
+    _train_outputs(args, r)
+    return 0
+
+
+def _train_options(args, explicit):
+    """The run's options, from the command line, --config and a checkpoint (--resume), checked."""
+    r = SimpleNamespace(resumed=None, saved=None, notes=[])
     if args.resume:
-        resumed, saved, notes = _apply_checkpoint_options(args, explicit)
-    data = _load_data(args)
-    classify = data.task == "classification"
+        r.resumed, r.saved, r.notes = _apply_checkpoint_options(args, explicit)
+    r.data = data = _load_data(args)
+    r.classify = classify = data.task == "classification"
     if classify and getattr(args, "task", "auto") == "auto" and len(data.classes) > MAX_AUTO_CLASSES and \
             all(c.lstrip("-").isdigit() for c in data.classes):
         raise UsageError(f"{data.name}: target {args.target!r} holds {len(data.classes)} different whole numbers "
                          f"({', '.join(data.classes[:3])}, ...), which would be {len(data.classes)} classes; give "
                          "--task regression for a numeric target (or --task classification to keep the classes)")
-    sizes = _resolve_sizes(args, data)
-    if saved is not None and not _same(sizes, saved["layers"]):
+    r.sizes = sizes = _resolve_sizes(args, data)
+    if r.saved is not None and not _same(sizes, r.saved["layers"]):
         given = "--hidden" if args.hidden is not None else "--layers"
         raise UsageError(f"{given} {_show(args.hidden or args.layers)} (layers {_show(sizes)}) conflicts with the "
-                         f"checkpoint's --layers {_show(saved['layers'])} ({args.resume}): a resumed run keeps "
+                         f"checkpoint's --layers {_show(r.saved['layers'])} ({args.resume}): a resumed run keeps "
                          "every option that shapes it; leave the option out, or start a new run without --resume")
-    n_out = data.n_outputs
-    binary_single = classify and n_out == 2 and sizes[-1] == 1
-    loss = args.loss or ("bce" if binary_single else "cross_entropy" if classify else "mse")
-    if loss not in losses.CODES:
-        raise UsageError(f"--loss must be one of {sorted(losses.CODES)}, got {loss!r}")
-    optimizer = args.optimizer
-    if optimizer not in optimizers.CLASSES:
-        raise UsageError(f"--optimizer must be one of {optimizers.NAMES}, got {optimizer!r}")
-    optimizer = optimizers.get_optimizer(optimizer, {k: getattr(args, k) for k in optimizers.DEFAULTS
-                                                     if getattr(args, k) is not None})
-    lr = args.learning_rate if args.learning_rate is not None else optimizer.default_learning_rate
+    binary_single = classify and data.n_outputs == 2 and sizes[-1] == 1
+    r.loss = args.loss or ("bce" if binary_single else "cross_entropy" if classify else "mse")
+    if r.loss not in losses.CODES:
+        raise UsageError(f"--loss must be one of {sorted(losses.CODES)}, got {r.loss!r}")
+    if args.optimizer not in optimizers.CLASSES:
+        raise UsageError(f"--optimizer must be one of {optimizers.NAMES}, got {args.optimizer!r}")
+    # The optimizer object carries its own hyper-parameters (optimizers.py states their defaults).
+    r.optimizer = optimizers.get_optimizer(args.optimizer, {k: getattr(args, k) for k in optimizers.DEFAULTS
+                                                            if getattr(args, k) is not None})
+    r.lr = args.learning_rate if args.learning_rate is not None else r.optimizer.default_learning_rate
     sched_opts = {"step": {"step_size": args.step_size, "gamma": 0.1 if args.gamma is None else args.gamma},
                   "exponential": {"gamma": 0.95 if args.gamma is None else args.gamma},
                   "cosine": {"eta_min": args.eta_min}}.get(args.schedule, {})
-    schedule = schedules.get_schedule(args.schedule, **sched_opts)
-    out = args.out or os.path.join("runs", args.dataset or os.path.splitext(os.path.basename(args.data))[0])
-    _check_out_dir(out, checkpoint=bool(args.checkpoint_every))
-    dtype = np.dtype(args.dtype)
+    r.schedule = schedules.get_schedule(args.schedule, **sched_opts)
+    r.out = args.out or os.path.join("runs", args.dataset or os.path.splitext(os.path.basename(args.data))[0])
+    _check_out_dir(r.out, checkpoint=bool(args.checkpoint_every))
+    r.dtype = np.dtype(args.dtype)
+    return r
 
-    # Splits: test (stratified, seeded), then validation from the rest.
+
+def _train_data(args, r):
+    """Splits (test, stratified and seeded, then validation), scaling fitted on the training rows, the network,
+    weights; the data in the run's dtype, each part copied once and scaled in place."""
+    data, classify, dtype = r.data, r.classify, r.dtype
     train_idx, test_idx = _splits(data, args.test_fraction, args.seed)
     rng = np.random.default_rng([args.seed, 1])
     keep, val = _stratified_split(data.y[train_idx], args.validation_fraction, rng, classify)
-    fit_idx, val_idx = train_idx[keep], train_idx[val]
+    r.fit_idx, r.val_idx = fit_idx, val_idx = train_idx[keep], train_idx[val]
     if args.early_stopping and len(val_idx) == 0:
         raise UsageError("--early-stopping needs a validation split: --validation-fraction > 0")
-
-    # The data in the run's dtype from here on, each part copied once and scaled in place.
     n_features = data.n_features
     X, y = np.ascontiguousarray(data.X, dtype=dtype), data.y  # C order: row blocks are contiguous
     data.X = None  # the loader's float64 copy goes once nothing else holds it
-
-    # Preprocessing, fitted on the training part only.
     if args.scale == "none":
-        x_offset, x_scale = np.zeros(n_features), np.ones(n_features)
+        r.x_offset, r.x_scale = np.zeros(n_features), np.ones(n_features)
     elif args.scale == "auto" and data.x_scale is not None:
-        x_offset, x_scale = np.zeros(n_features), np.full(n_features, data.x_scale)
+        r.x_offset, r.x_scale = np.zeros(n_features), np.full(n_features, data.x_scale)
     else:
-        x_offset, x_scale = _column_stats(X, fit_idx)
-        x_scale[x_scale == 0] = 1.0
-    y_offset, y_scale = np.zeros(sizes[-1]), np.ones(sizes[-1])
+        r.x_offset, r.x_scale = _column_stats(X, fit_idx)
+        r.x_scale[r.x_scale == 0] = 1.0
+    r.y_offset, r.y_scale = np.zeros(r.sizes[-1]), np.ones(r.sizes[-1])
     if not classify:
         Y2 = y.reshape(len(y), -1)
-        y_offset = Y2[fit_idx].mean(axis=0)
-        y_scale = Y2[fit_idx].std(axis=0)
-        y_scale[y_scale == 0] = 1.0
-    offset, scale = x_offset.astype(dtype), x_scale.astype(dtype)
+        r.y_offset, r.y_scale = Y2[fit_idx].mean(axis=0), Y2[fit_idx].std(axis=0)
+        r.y_scale[r.y_scale == 0] = 1.0
+    offset, scale = r.x_offset.astype(dtype), r.x_scale.astype(dtype)
 
     def prep(Xs, ys):
         """(Xs - x_offset) / x_scale in place (Xs is a fresh copy), targets scaled for regression."""
         Xs -= offset
         Xs /= scale
-        if classify:
-            return Xs, ys
-        return Xs, (ys.reshape(len(ys), -1) - y_offset) / y_scale
+        return (Xs, ys) if classify else (Xs, (ys.reshape(len(ys), -1) - r.y_offset) / r.y_scale)
 
     if data.X_test is not None:
-        X_test, y_test = np.ascontiguousarray(data.X_test, dtype=dtype), data.y_test  # ours: scaled in place
+        r.X_test, y_test = np.ascontiguousarray(data.X_test, dtype=dtype), data.y_test  # ours: scaled in place
         data.X_test = None
     else:
-        X_test, y_test = X[test_idx], y[test_idx]
-    Xt, yt = prep(X_test, y_test)
-    net = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
-              seed=args.seed, dtype=dtype.type, dropout=args.dropout)
+        r.X_test, y_test = X[test_idx], y[test_idx]
+    r.Xt, r.yt = prep(r.X_test, y_test)
+    r.net = MLP(r.sizes, activation=args.activation, output_activation=args.output_activation, loss=r.loss,
+                seed=args.seed, dtype=dtype.type, dropout=args.dropout)
     weights = _sample_weights(args, data, y, fit_idx, classify)
-    validation = None
+    r.validation = None
     if len(val_idx):
         Xv, yv = prep(X[val_idx], y[val_idx])
-        validation = (Xv, _net_targets(net, yv, data.task), None if weights is None else weights[val_idx])
+        r.validation = (Xv, _net_targets(r.net, yv, data.task), None if weights is None else weights[val_idx])
     # The training rows move to the front of X, in order (no second copy of the largest part).
-    Xf, yf = prep(_take_rows_in_place(X, fit_idx), y[fit_idx])
-    yf = _net_targets(net, yf, data.task)
-    del X  # from here on only the three parts are held
-    checkpoint_path = os.path.join(out, "checkpoint.npz")
+    r.Xf, yf = prep(_take_rows_in_place(X, fit_idx), y[fit_idx])
+    r.yf = _net_targets(r.net, yf, data.task)
+    r.fit_options = dict(batch_size=args.batch_size, learning_rate=r.lr, optimizer=r.optimizer, seed=args.seed,
+                         lr_schedule=r.schedule, sample_weight=None if weights is None else weights[fit_idx])
+
+
+def _train_fit(args, r):
+    """Compile before the clock (reported apart as compile_time_s), then fit with checkpoints and resume."""
+    checkpoint_path = os.path.join(r.out, "checkpoint.npz")
     if args.checkpoint_every:
-        os.makedirs(out, exist_ok=True)
-    # The optimizer object carries its own hyper-parameters (optimizers.py states their defaults).
-    fit_options = dict(batch_size=args.batch_size, learning_rate=lr, optimizer=optimizer, seed=args.seed,
-                       lr_schedule=schedule, sample_weight=None if weights is None else weights[fit_idx])
+        os.makedirs(r.out, exist_ok=True)
 
-    # Compile (or load from numba's cache) every kernel the run needs before the clock starts:
-    # one step on a throwaway copy of the network, with arrays of the same types.
-    def one_step():
-        m = min(len(Xf), args.batch_size)
-        twin = MLP(sizes, activation=args.activation, output_activation=args.output_activation, loss=loss,
-                   seed=args.seed, dtype=dtype.type, dropout=args.dropout)
-        twin.fit(Xf[:m], yf[:m], epochs=1, progress=False,
-                 validation_data=None if validation is None else (validation[0][:m], validation[1][:m]),
-                 **dict(fit_options, sample_weight=None))
-        twin.predict(Xf[:m])
-        twin.loss_value(Xf[:m], yf[:m])
+    def one_step():  # every kernel the run needs, on a throwaway copy of the network, arrays of the same types
+        m = min(len(r.Xf), args.batch_size)
+        twin = MLP(r.sizes, activation=args.activation, output_activation=args.output_activation, loss=r.loss,
+                   seed=args.seed, dtype=r.dtype.type, dropout=args.dropout)
+        twin.fit(r.Xf[:m], r.yf[:m], epochs=1, progress=False,
+                 validation_data=None if r.validation is None else (r.validation[0][:m], r.validation[1][:m]),
+                 **dict(r.fit_options, sample_weight=None))
+        twin.predict(r.Xf[:m])
+        twin.loss_value(r.Xf[:m], r.yf[:m])
 
-    compile_seconds, compiled = _compile.warm_up(one_step, dtype)
-
-    run = {"dataset": args.dataset, "data": args.data, "target": args.target, "seed": args.seed,
-           "test_fraction": args.test_fraction, "task": data.task,
-           "data_path": os.path.realpath(args.data) if args.data else None}
+    r.compile_seconds, r.compiled = _compile.warm_up(one_step, r.dtype)
+    r.run = {"dataset": args.dataset, "data": args.data, "target": args.target, "seed": args.seed,
+             "test_fraction": args.test_fraction, "task": r.data.task,
+             "data_path": os.path.realpath(args.data) if args.data else None}
     metadata = {"cli_options": {**{d: getattr(args, d) for d in SHAPING + CARRIED if d != "layers"},
-                                "layers": sizes, "loss": loss, "learning_rate": lr, "out": out,
-                                "data_path": run["data_path"]},
+                                "layers": r.sizes, "loss": r.loss, "learning_rate": r.lr, "out": r.out,
+                                "data_path": r.run["data_path"]},
                 "backprop_numba_version": __version__}
-    if resumed is not None and not args.quiet:
-        for note in notes:
+    if r.resumed is not None and not args.quiet:
+        for note in r.notes:
             print(f"backprop-numba: note: {note}", file=sys.stderr)
-        print(f"backprop-numba: resuming from {args.resume}: epoch {resumed['epoch']} done, training to "
+        print(f"backprop-numba: resuming from {args.resume}: epoch {r.resumed['epoch']} done, training to "
               f"epoch {args.epochs}", file=sys.stderr)
-
     started = time.perf_counter()
-    history = net.fit(
-        Xf, yf, epochs=args.epochs, validation_data=validation, progress=False if args.quiet else None,
+    r.history = r.net.fit(
+        r.Xf, r.yf, epochs=args.epochs, validation_data=r.validation, progress=False if args.quiet else None,
         early_stopping=args.early_stopping, patience=args.patience, min_delta=args.min_delta,
         checkpoint_every=args.checkpoint_every, checkpoint_path=checkpoint_path if args.checkpoint_every else None,
-        resume_from=args.resume, checkpoint_metadata=metadata, **fit_options)
-    wall = time.perf_counter() - started
+        resume_from=args.resume, checkpoint_metadata=metadata, **r.fit_options)
+    r.wall = time.perf_counter() - started
+
+
+def _train_outputs(args, r):
+    """model.npz, metrics.json, loss.png and the summary lines."""
+    history, data, classify = r.history, r.data, r.classify
     epochs_run = len(history["loss"])
-    first_epoch = resumed["epoch"] + 1 if resumed is not None else 1
+    first_epoch = r.resumed["epoch"] + 1 if r.resumed is not None else 1
     fit_seconds = float(np.sum(history["seconds"][first_epoch - 1:]))
     epochs_now = epochs_run - (first_epoch - 1)
-
-    test = _metrics(net, Xt, yt, data.task, data.classes, y_scale=None if classify else y_scale) \
-        if len(X_test) else None
+    test = _metrics(r.net, r.Xt, r.yt, data.task, data.classes, y_scale=None if classify else r.y_scale) \
+        if len(r.X_test) else None
     config = {k: v for k, v in vars(args).items() if k not in ("command",)}
-    config.update({"layers": sizes, "loss": loss, "learning_rate": lr, "out": out,
-                   "optimizer": optimizer.name, "optimizer_params": optimizer.params(),
-                   "schedule_options": schedule.params()})
-    model_path = os.path.join(out, "model.npz")
-    os.makedirs(out, exist_ok=True)
-    io.save_arrays(model_path, _model_arrays(net, data, x_offset, x_scale, y_offset, y_scale, run))
-
+    config.update({"layers": r.sizes, "loss": r.loss, "learning_rate": r.lr, "out": r.out,
+                   "optimizer": r.optimizer.name, "optimizer_params": r.optimizer.params(),
+                   "schedule_options": r.schedule.params()})
+    model_path = os.path.join(r.out, "model.npz")
+    os.makedirs(r.out, exist_ok=True)
+    io.save_arrays(model_path, _model_arrays(r.net, data, r.x_offset, r.x_scale, r.y_offset, r.y_scale, r.run))
     per_epoch = {"epoch": list(range(1, epochs_run + 1))}
     per_epoch.update({k: v for k, v in history.items() if isinstance(v, list)})
     metrics = {
-        "backprop_numba_version": __version__,
-        "python": platform.python_version(),
-        "dataset": data.name,
-        "task": data.task,
-        "classes": list(data.classes),
-        "n_train": int(len(fit_idx)), "n_validation": int(len(val_idx)), "n_test": int(len(X_test)),
-        "config": config,
-        "epochs_run": epochs_run,
-        "resumed_from": None if resumed is None else {"file": args.resume, "epoch": resumed["epoch"]},
-        "best_epoch": history.get("best_epoch"),
-        "stopped_epoch": history.get("stopped_epoch"),
-        "history": per_epoch,
-        "test": test,
-        "compile_time_s": compile_seconds,
-        "wall_time_s": wall,
-        "train_time_s": fit_seconds,
-        "samples_per_s": len(fit_idx) * epochs_now / fit_seconds if fit_seconds > 0 else None,
-        "files": {"model": model_path, "metrics": os.path.join(out, "metrics.json"),
-                  "loss_curve": os.path.join(out, "loss.png")},
+        "backprop_numba_version": __version__, "python": platform.python_version(), "dataset": data.name,
+        "task": data.task, "classes": list(data.classes),
+        "n_train": int(len(r.fit_idx)), "n_validation": int(len(r.val_idx)), "n_test": int(len(r.X_test)),
+        "config": config, "epochs_run": epochs_run,
+        "resumed_from": None if r.resumed is None else {"file": args.resume, "epoch": r.resumed["epoch"]},
+        "best_epoch": history.get("best_epoch"), "stopped_epoch": history.get("stopped_epoch"),
+        "history": per_epoch, "test": test,
+        "compile_time_s": r.compile_seconds, "wall_time_s": r.wall, "train_time_s": fit_seconds,
+        "samples_per_s": len(r.fit_idx) * epochs_now / fit_seconds if fit_seconds > 0 else None,
+        "files": {"model": model_path, "metrics": os.path.join(r.out, "metrics.json"),
+                  "loss_curve": os.path.join(r.out, "loss.png")},
     }
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with open(os.path.join(r.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, allow_nan=True)
     try:
-        title = f"{data.name}: {'-'.join(map(str, sizes))}, {optimizer.name}, lr {lr:g} ({schedule.name})"
+        title = f"{data.name}: {'-'.join(map(str, r.sizes))}, {r.optimizer.name}, lr {r.lr:g} ({r.schedule.name})"
         if test is not None and "accuracy" in test:
             title += f", test accuracy {100 * test['accuracy']:.1f}%"
-        _plot(history, os.path.join(out, "loss.png"), title)
+        _plot(history, os.path.join(r.out, "loss.png"), title)
     except ImportError:
         metrics["files"]["loss_curve"] = None
         print("backprop-numba: note: matplotlib is not installed, no loss.png "
               "(pip install 'backprop_numba[train]')", file=sys.stderr)
     if not args.quiet:
         last = {k: history[k][-1] for k in ("loss", "val_loss", "val_accuracy") if k in history}
-        what = f"{epochs_now} epochs" if resumed is None else \
-            f"{epochs_now} more epochs ({epochs_run} in all)"
+        what = f"{epochs_now} epochs" if r.resumed is None else f"{epochs_now} more epochs ({epochs_run} in all)"
         speed = f"{metrics['samples_per_s']:.0f} samples/s" if metrics["samples_per_s"] else "nothing to train"
-        if compiled:
-            speed += f"; kernels compiled first in {compile_seconds:.1f} s"
-        print(f"trained {data.name} {'-'.join(map(str, sizes))} for {what} in {wall:.2f} s ({speed}): "
+        if r.compiled:
+            speed += f"; kernels compiled first in {r.compile_seconds:.1f} s"
+        print(f"trained {data.name} {'-'.join(map(str, r.sizes))} for {what} in {r.wall:.2f} s ({speed}): "
               + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
         if test is not None:
             shown = {k: test[k] for k in ("loss", "accuracy", "mse", "mae") if k in test}
-            print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" ({len(X_test)} samples)")
+            print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f" ({len(r.X_test)} samples)")
         print(f"wrote {model_path}, {metrics['files']['metrics']}, {metrics['files']['loss_curve']}")
-    return 0
 
 
 def _model_and_data(args, need_target):
