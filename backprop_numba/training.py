@@ -465,10 +465,11 @@ class EarlyStopping(Callback):
     if it ran to the end).
     """
 
-    def __init__(self, net, patience, min_delta):
+    def __init__(self, net, patience, min_delta, keep_theta=True):
         self.net, self.patience, self.min_delta = net, patience, min_delta
         self.best_loss, self.best_epoch, self.wait = math.inf, 0, 0
-        self.best_theta = net.theta.copy()
+        # A copy of theta (O(P)) only where it can be used: early stopping on, or checkpoints to write.
+        self.best_theta = net.theta.copy() if keep_theta else None
         self.stopped = 0
 
     def state(self):
@@ -734,7 +735,9 @@ class Trainer:
         self.history = History(net.loss in losses.CLASSIFICATION, self.Xv is not None,
                                opts["on_nonfinite"] == "skip", opts["lr_schedule"] is not None)
         # Early stopping's state is stored in every checkpoint (a zero state when it is off).
-        self.early = EarlyStopping(net, opts["patience"], opts["min_delta"])
+        self.early = EarlyStopping(net, opts["patience"], opts["min_delta"],
+                                   keep_theta=opts["early_stopping"] or opts["checkpoint_every"] is not None
+                                   or resumed is not None)
         if resumed is not None:
             net.theta[...] = resumed["theta"]
             state = resumed["state"]
