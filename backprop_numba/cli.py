@@ -306,7 +306,7 @@ def _load_data(args):
     if args.dataset is None and args.data is None:
         raise UsageError("give the data with --dataset NAME or --data FILE")
     if args.dataset is not None:
-        return datasets.load(args.dataset)
+        return datasets.load(args.dataset, dtype=np.dtype(getattr(args, "dtype", "float64")).type)
     return datasets.load_file(args.data, target=args.target, task=getattr(args, "task", "auto"),
                               weight=getattr(args, "weight_column", None))
 

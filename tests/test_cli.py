@@ -355,3 +355,13 @@ def test_fashion_mnist_reader_on_tiny_idx_files(monkeypatch, tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09abc"))
     with pytest.raises(datasets.DatasetError, match="truncated"):
         datasets.load("fashion-mnist")
+
+
+def test_named_datasets_load_in_the_runs_dtype():
+    from backprop_numba import datasets
+    """--dtype float32 keeps the data in float32 from the loader on (no float64 copy of the images)."""
+    pytest.importorskip("sklearn")
+    d32 = datasets.load("digits", dtype=np.float32)
+    d64 = datasets.load("digits")
+    assert d32.X.dtype == np.float32 and d64.X.dtype == np.float64
+    np.testing.assert_array_equal(d32.X, d64.X.astype(np.float32))
