@@ -98,6 +98,7 @@ class MLP:
     """
 
     _incremental = None  # partial_fit's state between calls (training.Incremental)
+    _workspace = None    # fit's buffers, kept for the next fit of the same batch size (training.Workspace.for_fit)
 
     def __init__(self, layer_sizes, activation="sigmoid", output_activation=None, loss="mse",
                  seed=None, dtype=np.float64, huber_delta=1.0, dropout=0.0):
