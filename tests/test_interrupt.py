@@ -26,7 +26,7 @@ CHILD = textwrap.dedent("""
     sig = getattr(signal, sys.argv[1])
     folder = sys.argv[2]
     rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(3000, 32)), rng.normal(size=(3000, 4))
+    X, Y = rng.normal(size=(12000, 32)), rng.normal(size=(12000, 4))  # epochs of seconds: the signal lands mid-epoch
     opts = dict(epochs=3, batch_size=2, learning_rate=0.001, optimizer="adam", seed=2, progress=False)
 
     def net():
@@ -69,7 +69,7 @@ def test_signal_mid_epoch_stops_fast_checkpoints_and_resumes_exactly(sig, tmp_pa
     assert out["epoch"] in (2, 3) and out["batch"] > 0, out   # in the middle of an epoch
     assert out["finite"] and out["checkpoint"].endswith("ckpt.npz")
     name = "Ctrl-C" if sig == "SIGINT" else "SIGTERM"
-    assert f"training interrupted ({name}) in epoch {out['epoch']} after {out['batch']} of 1500 mini-batches" \
+    assert f"training interrupted ({name}) in epoch {out['epoch']} after {out['batch']} of 6000 mini-batches" \
         in out["message"]
     assert out["same_theta"] and out["same_loss"], out
 
