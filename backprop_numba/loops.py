@@ -72,7 +72,9 @@ def dense_transpose(W, D, OUT=None):
     D = _matrix("D", D, W.dtype)
     _shape("D", D, (D.shape[0], n_out))
     OUT = _output("OUT", OUT, (D.shape[0], n_in), W.dtype)
-    K._backprop_linear(W, D, OUT)
+    # scratch for W^T, used from K.TRANSPOSE_MIN_BATCH samples on
+    scratch = np.empty(W.size if D.shape[0] >= K.TRANSPOSE_MIN_BATCH else 0, dtype=W.dtype)
+    K._backprop_linear(W, D, OUT, scratch)
     return OUT
 
 

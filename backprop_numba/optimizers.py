@@ -118,10 +118,10 @@ class SGD(Optimizer):
 
 
 @njit(**_OPTS)
-def _sgd_rule(theta, grad, state, lr, hyper, t):
-    # notes 002: W <- W - eta dC/dW
-    for i in range(theta.shape[0]):
-        theta[i] -= lr * grad[i]
+def _sgd_rule(theta, grad, state, hyper, c1, c2, i0, n):
+    # notes 002: W <- W - eta dC/dW   (c1 = eta)
+    for k in range(n):
+        theta[i0 + k] -= c1 * grad[k]
 
 
 class Momentum(Optimizer):
@@ -133,12 +133,12 @@ class Momentum(Optimizer):
 
 
 @njit(**_OPTS)
-def _momentum_rule(theta, grad, state, lr, hyper, t):
+def _momentum_rule(theta, grad, state, hyper, c1, c2, i0, n):
     mu = hyper[MU]
-    v = state[0]
-    for i in range(theta.shape[0]):
-        v[i] = mu * v[i] + grad[i]
-        theta[i] -= lr * v[i]
+    for k in range(n):
+        i = i0 + k
+        state[0, i] = mu * state[0, i] + grad[k]
+        theta[i] -= c1 * state[0, i]
 
 
 class Nesterov(Momentum):
@@ -148,12 +148,12 @@ class Nesterov(Momentum):
 
 
 @njit(**_OPTS)
-def _nesterov_rule(theta, grad, state, lr, hyper, t):
+def _nesterov_rule(theta, grad, state, hyper, c1, c2, i0, n):
     mu = hyper[MU]
-    v = state[0]
-    for i in range(theta.shape[0]):
-        v[i] = mu * v[i] + grad[i]
-        theta[i] -= lr * (grad[i] + mu * v[i])
+    for k in range(n):
+        i = i0 + k
+        state[0, i] = mu * state[0, i] + grad[k]
+        theta[i] -= c1 * (grad[k] + mu * state[0, i])
 
 
 class Adam(Optimizer):
@@ -170,17 +170,15 @@ class Adam(Optimizer):
 
 
 @njit(**_OPTS)
-def _adam_rule(theta, grad, state, lr, hyper, t):
+def _adam_rule(theta, grad, state, hyper, c1, c2, i0, n):
+    # c1 = eta / (1 - beta1^t), c2 = sqrt(1 - beta2^t): the bias corrections (_step_factors)
     beta1, beta2, eps = hyper[BETA1], hyper[BETA2], hyper[EPS]
-    m = state[0]
-    v = state[1]
-    step = lr / (1.0 - beta1 ** t)
-    root_bc2 = np.sqrt(1.0 - beta2 ** t)
-    for i in range(theta.shape[0]):
-        g = grad[i]
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        theta[i] -= step * (m[i] / (np.sqrt(v[i]) / root_bc2 + eps))
+    for k in range(n):
+        i = i0 + k
+        g = grad[k]
+        state[0, i] = beta1 * state[0, i] + (1.0 - beta1) * g
+        state[1, i] = beta2 * state[1, i] + (1.0 - beta2) * g * g
+        theta[i] -= c1 * (state[0, i] / (np.sqrt(state[1, i]) / c2 + eps))
 
 
 class RMSprop(Optimizer):
@@ -196,28 +194,51 @@ class RMSprop(Optimizer):
 
 
 @njit(**_OPTS)
-def _rmsprop_rule(theta, grad, state, lr, hyper, t):
+def _rmsprop_rule(theta, grad, state, hyper, c1, c2, i0, n):
     alpha, eps = hyper[ALPHA], hyper[RMS_EPS]
-    s = state[0]
-    for i in range(theta.shape[0]):
-        g = grad[i]
-        s[i] = alpha * s[i] + (1.0 - alpha) * g * g
-        theta[i] -= lr * g / (np.sqrt(s[i]) + eps)
+    for k in range(n):
+        i = i0 + k
+        g = grad[k]
+        state[0, i] = alpha * state[0, i] + (1.0 - alpha) * g * g
+        theta[i] -= c1 * g / (np.sqrt(state[0, i]) + eps)
+
+
+@njit(**_OPTS)
+def _step_factors(code, lr, hyper, t):
+    """The step's two scalars (c1, c2): Adam's lr / (1 - beta1^t) and sqrt(1 - beta2^t), else (lr, 1).
+
+    Taken once a step, so a rule applied to one row of W at a time (the fused
+    small-batch step in _kernels.py) pays no pow per row.
+    """
+    if code == ADAM_CODE:
+        return lr / (1.0 - hyper[BETA1] ** t), np.sqrt(1.0 - hyper[BETA2] ** t)
+    return lr, 1.0
+
+
+@njit(**_OPTS)
+def _step_range(code, theta, grad, state, hyper, c1, c2, i0, n):
+    """One step of the optimizer with this code on theta[i0:i0+n] (and its state), gradient grad[0:n].
+
+    The only list of rules.  i0 and n are unsigned (np.uint64): numba then
+    emits no negative-index wraparound and the loops vectorise.
+    """
+    if code == SGD_CODE:
+        _sgd_rule(theta, grad, state, hyper, c1, c2, i0, n)
+    elif code == MOMENTUM_CODE:
+        _momentum_rule(theta, grad, state, hyper, c1, c2, i0, n)
+    elif code == NESTEROV_CODE:
+        _nesterov_rule(theta, grad, state, hyper, c1, c2, i0, n)
+    elif code == ADAM_CODE:
+        _adam_rule(theta, grad, state, hyper, c1, c2, i0, n)
+    elif code == RMSPROP_CODE:
+        _rmsprop_rule(theta, grad, state, hyper, c1, c2, i0, n)
 
 
 @njit(**_OPTS)
 def _step(code, theta, grad, state, lr, hyper, t):
-    """Dispatch one step of the optimizer with this code (the only list of rules)."""
-    if code == SGD_CODE:
-        _sgd_rule(theta, grad, state, lr, hyper, t)
-    elif code == MOMENTUM_CODE:
-        _momentum_rule(theta, grad, state, lr, hyper, t)
-    elif code == NESTEROV_CODE:
-        _nesterov_rule(theta, grad, state, lr, hyper, t)
-    elif code == ADAM_CODE:
-        _adam_rule(theta, grad, state, lr, hyper, t)
-    elif code == RMSPROP_CODE:
-        _rmsprop_rule(theta, grad, state, lr, hyper, t)
+    """One step of the optimizer with this code on all of theta; t counts steps from 1."""
+    c1, c2 = _step_factors(code, lr, hyper, t)
+    _step_range(code, theta, grad, state, hyper, c1, c2, np.uint64(0), np.uint64(theta.shape[0]))
 
 
 CLASSES = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, RMSprop)}

@@ -2,7 +2,7 @@
 
 - ``Workspace``: the buffers of one network and batch size plus the optimizer
   state, allocated once; the only caller of the compiled epoch
-  (``_kernels._train_epoch``), so nothing else spells its argument list.  It
+  (``_kernels._train_batches``), so nothing else spells its argument list.  It
   is also the documented low-level entry for benchmarks.
 - ``History``: the per-epoch record ``fit`` returns (a dict of lists).
 - Callbacks in the Keras sense: any object with any of
@@ -252,6 +252,7 @@ class Workspace:
         self.step = 0
         self.perm = np.arange(0, dtype=np.int64)
         self.acc = np.zeros(K.N_ACC, dtype=np.float64)
+        self.w_abs = np.empty(len(net.layer_sizes), dtype=np.float64)  # the fused step's sum |W[l]|
         self.dropout_seed = -1
         self._theta0, self._state0, self._acc0 = (np.empty_like(net.theta), np.empty_like(self.state),
                                                   np.empty_like(self.acc))
@@ -337,7 +338,7 @@ class Workspace:
         net = self.net
         return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm, first,
                                 last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
-                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc, net._drop_rates,
+                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc, self.w_abs, net._drop_rates,
                                 self.dropout_seed)
 
     def _guarded(self, X, Y, SW, first, last, lr, skip):

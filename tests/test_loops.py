@@ -1,6 +1,6 @@
 """Each blocked loop against its one-loop reference form, over awkward shapes.
 
-The register- and cache-blocked loops of ``_kernels.py`` (4x4 tiles, sample
+The register- and cache-blocked loops of ``_kernels.py`` (4x4 and 4x3 tiles, sample
 and input blocks, the dot-product form of dC/dW) must equal the plain loops
 kept beside them (``_dense_reference``, ``_backprop_linear_reference``,
 ``_outer_sum_reference``) to rounding, whatever the remainders of the tiles
@@ -14,9 +14,10 @@ import pytest
 from backprop_numba import _kernels as K
 from backprop_numba import loops
 
-# Batch sizes and widths around every tile (4), block (64 samples, 128 inputs)
-# and path threshold (16 samples, 64 units for the dot-product dC/dW).
-BATCHES = [1, 2, 3, 5, 15, 16, 17, 63, 65, 129]
+# Batch sizes and widths around every tile (4 x 4 row updates, 4 x 3 dot
+# products), block (64 samples, 128 inputs) and path threshold (16 samples, 64
+# units for the dot-product dC/dW; 64 samples for W^T delta over W^T).
+BATCHES = [1, 2, 3, 5, 15, 16, 17, 63, 64, 65, 129]
 WIDTHS = [(1, 1), (3, 7), (7, 3), (10, 16), (17, 5), (64, 65), (65, 64), (129, 130), (300, 70)]
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -44,11 +45,17 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
         K._dense_units(W, b, A, z_fast, 0, n_out)
         K._dense_reference(W, b, A, z_ref)
         _close(z_fast, z_ref, dtype, np.sqrt(n_in))
-        # W^T delta
-        o_fast, o_ref = np.empty((B, n_in), dtype), np.empty((B, n_in), dtype)
-        K._backprop_linear(W, D, o_fast)
+        # z = W a without a bias (b empty), the form W^T delta takes below
+        z_nob = np.empty((B, n_out), dtype)
+        K._dense_units(W, b[:0], A, z_nob, 0, n_out)
+        _close(z_nob, z_ref - b, dtype, np.sqrt(n_in))
+        # W^T delta: row updates (no scratch), and the dense tiles over W^T (scratch, from TRANSPOSE_MIN_BATCH)
+        o_ref = np.empty((B, n_in), dtype)
         K._backprop_linear_reference(W, D, o_ref)
-        _close(o_fast, o_ref, dtype, np.sqrt(n_out))
+        for scratch in (W[:0].ravel(), np.empty(W.size, dtype)):
+            o_fast = np.full((B, n_in), np.nan, dtype)
+            K._backprop_linear(W, D, o_fast, scratch)
+            _close(o_fast, o_ref, dtype, np.sqrt(n_out))
         # dC/dW = delta a^T summed over samples, both blocked forms
         scale = dtype(1.0 / B)
         g_ref = np.empty((n_out, n_in), dtype)

@@ -1,0 +1,182 @@
+"""The fused small-batch step (``_kernels._backward_update``, batches of up to
+FUSED_MAX_BATCH samples) against its plain reference: the blocked kernels one
+step at a time (``_loss_and_gradients``, then ``_update``, the path of larger
+batches), for every optimizer, hidden activation, loss, sample weights, weight
+decay and dtype; the finiteness bound that lets it skip the gradient check;
+and the fallback to the blocked path where the bound cannot prove anything.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+from backprop_numba import MLP, optimizers
+from backprop_numba import _kernels as K
+from backprop_numba.training import Workspace
+
+# The two sides sum the same products in different orders (the fused step adds
+# a sample's share to a row of the gradient; the blocked kernels use 4x4 tiles).
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+ATOL = {np.float64: 1e-13, np.float32: 1e-6}
+
+NETS = [  # layer sizes, hidden activation, output activation, loss
+    ([5, 7, 3], "sigmoid", "identity", "mse"),
+    ([6, 9, 4, 3], "tanh", "softmax", "cross_entropy"),
+    ([4, 6, 5, 2], "relu", "sigmoid", "bce"),
+    ([5, 8, 2], "leaky_relu", "identity", "huber"),
+    ([3, 4, 1], "sigmoid", "exp", "poisson"),
+    ([5, 6, 2], "tanh", "identity", "mae"),
+]
+
+
+def problem(sizes, loss, n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    if loss == "cross_entropy":
+        Y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    elif loss == "bce":
+        Y = (rng.random((n, sizes[-1])) > 0.5).astype(dtype)
+    elif loss == "poisson":
+        Y = rng.poisson(2.0, (n, sizes[-1])).astype(dtype)
+    else:
+        Y = rng.standard_normal((n, sizes[-1])).astype(dtype)
+    return X, Y
+
+
+def blocked_reference(net, X, Y, SW, batch_size, optimizer, lr, perm):
+    """The epoch step by step through the blocked kernels: theta, state and the summed loss."""
+    theta = net.theta.copy()
+    state = optimizer.new_state(net._n_params, net.dtype)
+    hyper = optimizer.hyper_array()
+    total = 0.0
+    twin = copy.deepcopy(net)
+    for step, start in enumerate(range(0, X.shape[0], batch_size)):
+        rows = perm[start:start + batch_size]
+        twin.theta[...] = theta
+        sw = None if SW is None else np.ascontiguousarray(SW[rows])
+        value, grad = twin._loss_and_flat_gradient(np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows]), sw)
+        assert np.all(np.isfinite(grad))
+        K._update(optimizer.code, theta, grad, state, lr, hyper, step + 1, net._arch)
+        total += value * (len(rows) if sw is None else float(sw.sum()))
+    return theta, state, total
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch_size", [1, 3, K.FUSED_MAX_BATCH])
+@pytest.mark.parametrize("net_case", range(len(NETS)))
+def test_fused_step_matches_blocked_kernels(net_case, batch_size, dtype):
+    sizes, hidden, output, loss = NETS[net_case]
+    n = 2 * K.FUSED_MAX_BATCH + 3  # a last partial batch
+    X, Y = problem(sizes, loss, n, dtype, seed=net_case)
+    SW = np.random.default_rng(1).uniform(0.0, 2.0, n).astype(dtype) if net_case % 2 else None
+    for optimizer in (optimizers.SGD(), optimizers.Momentum(momentum=0.8, weight_decay=0.01),
+                      optimizers.Nesterov(), optimizers.Adam(weight_decay=0.001), optimizers.RMSprop()):
+        net = MLP(sizes, activation=hidden, output_activation=output, loss=loss, dtype=dtype, seed=3)
+        perm = np.arange(n, dtype=np.int64)
+        K._shuffle(perm, 11)
+        theta, state, total = blocked_reference(net, X, Y, SW, batch_size, optimizer, 0.05, perm)
+        ws = Workspace(net, batch_size, optimizer)
+        result = ws.run_epoch(X, Y, 0.05, shuffle_seed=11, sample_weight=SW)
+        assert (result.status, result.steps, result.skipped) == (K.OK, -(-n // batch_size), 0)
+        np.testing.assert_allclose(net.theta, theta, rtol=RTOL[dtype], atol=ATOL[dtype], err_msg=optimizer.name)
+        np.testing.assert_allclose(ws.state, state, rtol=RTOL[dtype], atol=ATOL[dtype], err_msg=optimizer.name)
+        np.testing.assert_allclose(result.loss_sum, total, rtol=RTOL[dtype])
+
+
+def test_fused_and_blocked_batch_sizes_agree_on_one_sample_batches():
+    """B = 1 through the fused step, and a batch of FUSED_MAX_BATCH + 1 copies of one row through the
+    blocked path, give the same step (the gradient of a mean over copies is the row's gradient)."""
+    sizes = [6, 10, 8, 3]
+    X, Y = problem(sizes, "cross_entropy", 1, np.float64)
+    copies = K.FUSED_MAX_BATCH + 1
+    nets = [MLP(sizes, activation="tanh", loss="cross_entropy", seed=5) for _ in range(2)]
+    Workspace(nets[0], 1, "adam").run_epoch(X, Y, 0.01)
+    Workspace(nets[1], copies, "adam").run_epoch(np.repeat(X, copies, 0), np.repeat(Y, copies, 0), 0.01)
+    np.testing.assert_allclose(nets[0].theta, nets[1].theta, rtol=1e-12, atol=1e-14)
+
+
+def bound_inputs(net, X, Y, B):
+    """The buffers _gradient_is_finite reads after the forward pass and delta[L] of a batch of B rows."""
+    a_buf, z_buf, d_buf = (np.zeros(B * sum(net.layer_sizes)) for _ in range(3))
+    grad = np.empty(net._n_params)
+    K._loss_and_gradients(net.theta, net._arch, net._loss_code, net._loss_param, X[:B], Y[:B], np.empty(0),
+                          a_buf, z_buf, d_buf, grad, net._drop_rates, -1)
+    # _loss_and_gradients leaves every delta; keep delta[L] only, as the fused step sees it
+    L = net.n_layers
+    d_buf[:B * net._arch[K.UOFF, L]] = np.nan
+    w_abs = np.zeros(L + 1)
+    K._abs_sum_weights(net.theta, net._arch, w_abs)
+    return a_buf, d_buf, w_abs, grad
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_gradient_bound_holds(seed):
+    """Where the bound says finite, it is an upper bound on every gradient entry (random nets, any scale)."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(v) for v in rng.integers(1, 9, rng.integers(3, 6))]
+    hidden = ["sigmoid", "tanh", "relu", "leaky_relu", "identity"][seed % 5]
+    net = MLP(sizes, activation=hidden, output_activation="identity", loss="mse", seed=seed)
+    net.theta *= 10.0 ** rng.uniform(-2, 2)
+    B = int(rng.integers(1, K.FUSED_MAX_BATCH + 1))
+    X = rng.standard_normal((B, sizes[0])) * 10.0 ** rng.uniform(-3, 3)
+    Y = rng.standard_normal((B, sizes[-1]))
+    a_buf, d_buf, w_abs, grad = bound_inputs(net, X, Y, B)
+    assert K._gradient_is_finite(net._arch, a_buf, d_buf, B, 1.0 / B, 0.0, w_abs, np.finfo(np.float64).max / 4)
+    # the largest |gradient| is within the bound of its layer
+    D = np.abs(d_buf[B * net._arch[K.UOFF, net.n_layers]:]).sum()
+    for l in range(net.n_layers, 0, -1):
+        A = np.abs(a_buf[B * net._arch[K.UOFF, l - 1]:B * net._arch[K.UOFF, l]]).sum()
+        n = net.layer_sizes[l] * net.layer_sizes[l - 1] + net.layer_sizes[l]
+        start = net._arch[K.WOFF, l]
+        assert np.abs(grad[start:start + n]).max() <= (1.0 / B) * D * max(A, 1.0) * (1 + 1e-12)
+        D *= w_abs[l]
+
+
+def test_gradient_bound_refuses_inf_nan_and_huge_values():
+    net = MLP([3, 4, 2], activation="tanh", output_activation="identity", loss="mse", seed=0)
+    X, Y = problem([3, 4, 2], "mse", 2, np.float64)
+    big = np.finfo(np.float64).max / 4
+    a_buf, d_buf, w_abs, _ = bound_inputs(net, X, Y, 2)
+    assert K._gradient_is_finite(net._arch, a_buf, d_buf, 2, 0.5, 0.0, w_abs, big)
+    for where, value in [(a_buf, np.nan), (a_buf, np.inf), (a_buf, 1e308), (d_buf, np.nan), (w_abs, np.inf)]:
+        saved = where.copy()
+        index = 1 if where is w_abs else 0  # a[0] (an input) or, in d_buf, delta[L]'s first entry below
+        if where is d_buf:
+            index = 2 * net._arch[K.UOFF, net.n_layers]
+        where[index] = value
+        assert not K._gradient_is_finite(net._arch, a_buf, d_buf, 2, 0.5, 0.0, w_abs, big)
+        where[...] = saved
+    # weight decay enters the bound through sum |W|
+    assert not K._gradient_is_finite(net._arch, a_buf, d_buf, 2, 0.5, 1e308, w_abs, big)
+
+
+def test_huge_but_finite_gradient_takes_the_blocked_path_with_the_same_result():
+    """Eight inputs of 1e307: sum |a[0]| is past the bound's limit (a quarter of the largest float), so
+    the step runs the blocked path (exact check); the gradient is finite and the result the reference's."""
+    sizes = [8, 3, 1]
+    X = np.full((1, 8), 1e307)
+    Y = np.array([[0.5]])
+    net = MLP(sizes, activation="tanh", output_activation="identity", loss="mse", seed=1)
+    net.theta[:24] = 1e-310  # W[1]: z[1] stays small
+    perm = np.arange(1, dtype=np.int64)
+    theta, _, _ = blocked_reference(net, X, Y, None, 1, optimizers.SGD(), 1e-320, perm)
+    result = Workspace(net, 1, "sgd").run_epoch(X, Y, 1e-320)
+    assert result.status == K.OK and result.steps == 1
+    np.testing.assert_array_equal(net.theta, theta)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_overflowing_gradient_at_batch_size_one(skip):
+    """A finite loss whose gradient overflows: no update, the same status as the blocked path's."""
+    X = np.array([[1e308, 0.0], [1.0, 2.0]])
+    Y = np.array([[1e3], [0.0]])
+    net = MLP([2, 3, 1], activation="identity", output_activation="identity", loss="mse", seed=2)
+    net.theta[:6] = 1e-300
+    before = net.theta.copy()
+    result = Workspace(net, 1, "sgd").run_epoch(X, Y, 0.01, skip_nonfinite=skip)
+    if skip:
+        assert (result.status, result.skipped, result.steps) == (K.OK, 1, 1)
+    else:
+        assert (result.status, result.steps) == (K.NONFINITE_GRADIENT, 0)
+        np.testing.assert_array_equal(net.theta, before)
