@@ -87,10 +87,13 @@ SAMPLE_BLOCK = 64
 K_BLOCK = 128
 # From this batch size on, dC/dW sums over samples as dot products of the
 # transposed delta and a[l-1] (_outer_sum_dot_units); below it, row updates.
-# It pays only where the transposes (B * (n[l-1] + n[l]) strided copies) are
-# shared by enough units: measured on [784,16,10] at B=256, the row updates
-# are 5x faster than transposing a[0] for 16 units.
-DOT_MIN_BATCH = 16
+# It pays only where the transposes (B * (n[l-1] + n[l]) copies) are shared
+# by enough units, and the sums are long enough.  Measured (one thread,
+# GFLOP/s rows -> dot, float64; float32): 784->512 at B = 64: 14.8 -> 22.0;
+# 24.8 -> 31.4, at B = 32: 14.1 -> 17.3; 24.1 -> 21.4; 784->128 at B = 32:
+# 17.7 -> 16.6; 26.5 -> 21.1, at B = 64: 16.8 -> 21.6; 25.8 -> 29.2;
+# 784->16 at B = 256: 21.6 -> 17.9; 28.9 -> 22.1.
+DOT_MIN_BATCH = 64
 DOT_MIN_UNITS = 64
 
 
