@@ -42,8 +42,8 @@ MODEL_EXTRAS = ("extra.task", "extra.classes", "extra.feature_names", "extra.x_o
                 "extra.y_offset", "extra.y_scale", "extra.run")
 
 
-class UsageError(Exception):
-    """A bad argument: exit status 2."""
+class UsageError(ValueError):
+    """A bad argument: exit status 2 (a ValueError to Python callers, e.g. of sweep.sweep)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,8 +249,8 @@ def _toml_kind(action):
     return "a string"
 
 
-def _config_defaults(train, path):
-    """Set train's defaults from a TOML file; unknown keys are refused."""
+def _read_toml(path):
+    """The TOML file at path as a dict (its options are checked by _config_values)."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -262,42 +262,76 @@ def _config_defaults(train, path):
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         with open(path, "rb") as f:
-            config = tomllib.load(f)
+            return tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _option_names(train):
+    """train's options by each name a config may give them: the dest and every long option without its
+    dashes (learning_rate, learning-rate, lr), so a config file takes what the command line takes."""
+    names = {}
+    for action in train._actions:
+        if action.dest in ("config", "help"):
+            continue
+        names[action.dest] = action
+        for option in action.option_strings:
+            if option.startswith("--") and not option.startswith("--no-"):  # --no-X is X = false
+                names[option[2:].replace("-", "_")] = action
+    return names
+
+
+def _config_values(train, config, where):
+    """{dest: value} of a config's {key: value}, each value checked and converted as the command line
+    would; an unknown key, or two keys for one option, is refused (where: the file, for the message)."""
+    names = _option_names(train)
+    values, given_as = {}, {}
+    for key, value in config.items():
+        action = names.get(key.replace("-", "_"))
+        if action is None:
+            options = sorted({o[2:] for a in names.values() for o in a.option_strings
+                              if o.startswith("--") and not o.startswith("--no-")})
+            raise UsageError(f"{where}: unknown option {key!r}; options are the long names of "
+                             f"`backprop-numba train --help`: {', '.join(options)}")
+        if action.dest in given_as:
+            raise UsageError(f"{where}: {given_as[action.dest]!r} and {key!r} are the same option; give one")
+        given_as[action.dest] = key
+        values[action.dest] = _config_value(action, key, value, where)
+    return values
+
+
+def _config_value(action, key, value, where):
+    """One config value for action, checked and converted (TOML already has lists, numbers and booleans)."""
+    flag = isinstance(action, argparse.BooleanOptionalAction) or action.const is True
+    try:
+        if action.dest == "layers":
+            value = _layers(value)
+        elif isinstance(value, bool) and not flag:
+            raise argparse.ArgumentTypeError(f"must be {_toml_kind(action)}, got {value!r}")
+        elif action.type in (_positive_int, _nonneg_int) and isinstance(value, float):
+            # TOML has integers: 3.9 is not silently truncated to 3 (the command line refuses it too)
+            raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}")
+        elif action.type is not None and not isinstance(value, bool):
+            value = action.type(value)
+        elif action.type is None and not flag and action.nargs is None and not isinstance(value, str):
+            raise argparse.ArgumentTypeError(f"must be a string, got {value!r}")
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
+        if flag and not isinstance(value, bool):
+            raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: option {key!r} {exc}") from None
+    return value
+
+
+def _config_defaults(train, path):
+    """Set train's defaults from a TOML file (options at top level or under [train]); returns them by dest."""
+    config = _read_toml(path)
     if isinstance(config.get("train"), dict):
         config = {**{k: v for k, v in config.items() if k != "train"}, **config["train"]}
-    dests = {a.dest: a for a in train._actions}
-    defaults = {}
-    for key, value in config.items():
-        dest = key.replace("-", "_")
-        if dest in ("config", "help") or dest not in dests:
-            raise UsageError(f"{path}: unknown option {key!r}; options are the long names of "
-                             "`backprop-numba train --help` (e.g. epochs, batch-size, layers)")
-        action = dests[dest]
-        flag = isinstance(action, argparse.BooleanOptionalAction) or action.const is True
-        try:
-            if dest == "layers":
-                value = _layers(value)
-            elif isinstance(value, bool) and not flag:
-                raise argparse.ArgumentTypeError(f"must be {_toml_kind(action)}, got {value!r}")
-            elif action.type in (_positive_int, _nonneg_int) and isinstance(value, float):
-                # TOML has integers: 3.9 is not silently truncated to 3 (the command line refuses it too)
-                raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}")
-            elif action.type is not None and not isinstance(value, bool):
-                value = action.type(value)
-            elif action.type is None and not flag and action.nargs is None and not isinstance(value, str):
-                raise argparse.ArgumentTypeError(f"must be a string, got {value!r}")
-            if action.choices is not None and value not in action.choices:
-                raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
-            if isinstance(action, argparse.BooleanOptionalAction) or action.const is True:
-                if not isinstance(value, bool):
-                    raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
-        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path}: option {key!r} {exc}") from None
-        defaults[dest] = value
+    defaults = _config_values(train, config, path)
     train.set_defaults(**defaults)
-    return config
+    return defaults
 
 
 # -- data and preprocessing ----------------------------------------------------
@@ -1024,8 +1058,7 @@ def main(argv=None):
         if args.command == "train":
             explicit = _given_options(argv)
             if args.config:
-                config = _config_defaults(parser.train_parser, args.config)
-                explicit |= {key.replace("-", "_") for key in config}
+                explicit |= set(_config_defaults(parser.train_parser, args.config))
                 args = parser.parse_args(argv)
             status = cmd_train(args, explicit)
         else:
