@@ -1,9 +1,10 @@
-"""The ``backprop-numba`` command line: train, evaluate and predict.
+"""The ``backprop-numba`` command line: train, sweep, evaluate and predict.
 
     backprop-numba train --dataset digits --hidden 32 --optimizer adam --epochs 30 --out runs/digits
     backprop-numba train --resume runs/digits/checkpoint.npz --epochs 50   # needs --checkpoint-every N
     backprop-numba evaluate --model runs/digits/model.npz --dataset digits  # its held-out test split
     backprop-numba predict --model runs/digits/model.npz --data new.csv --out predictions.csv
+    backprop-numba sweep --config sweep.toml --out runs/sweep   # a [grid] of train's options on Dask (sweep.py)
 
 (also ``python -m backprop_numba ...``).
 
@@ -205,11 +206,38 @@ def _train_arguments(t):
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value}")
+    return value
+
+
+def _sweep_arguments(s):
+    """The options of `sweep` (its parser s); the trials' options come from the --config file."""
+    s.add_argument("--config", required=True, metavar="FILE",
+                   help="TOML file: [train] the options every trial shares, [grid] a list of values per option "
+                        "to vary (both named like train's long options)")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder (must not hold a sweep already)")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="N", default=None,
+                       help="worker processes of the LocalCluster, one thread each (default: one per trial, at "
+                            "most one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run on the Dask scheduler at ADDRESS (e.g. tcp://HOST:8786) instead of a LocalCluster")
+    s.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS", default=10.0,
+                   help="how long to wait for --scheduler")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
+
+
 def build_parser():
     parser = _Parser(prog="backprop-numba",
                      description="Train, evaluate and apply fully-connected networks (backprop_numba).")
     parser.add_argument("--version", action="version", version=f"backprop_numba {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,export}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,sweep,evaluate,predict,export}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a network, write model.npz, metrics.json, loss.png",
                        description="Train a network on a dataset; write model.npz, metrics.json and loss.png "
@@ -231,6 +259,12 @@ def build_parser():
     pr.add_argument("--split", choices=["auto", "test", "all"], default="auto", help=SPLIT_HELP)
     pr.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     pr.add_argument("--out", metavar="FILE", help=".csv or .npy (default: CSV on stdout)")
+    s = sub.add_parser("sweep", help="train every point of a grid of options on a Dask cluster",
+                       description="Train the cartesian product of a [grid] of options (each a list of values) "
+                                   "over fixed [train] options, one trial per Dask task; write DIR/results.csv, "
+                                   "DIR/best/, DIR/sweep.png and DIR/trials/NNN/ (needs: pip install "
+                                   "'backprop_numba[dask]').")
+    _sweep_arguments(s)
     x = sub.add_parser("export", help="write a trained model as ONNX (served without this library)",
                        description="The network of a model file as an ONNX graph, with the input scaling, class "
                                    "labels or target scaling that predict applies (needs: pip install onnx).")
@@ -708,11 +742,17 @@ def _column_stats(X, rows, chunk=8192):
 
 def cmd_train(args, explicit=frozenset()):
     """train: resolve the options (and a resume), prepare the data, compile, fit, write the outputs."""
+    _train_run(args, explicit)
+    return 0
+
+
+def _train_run(args, explicit=frozenset()):
+    """The steps of train; returns the run (its data, splits, network, history) for a sweep's trial."""
     r = _train_options(args, explicit)
     _train_data(args, r)
     _train_fit(args, r)
     _train_outputs(args, r)
-    return 0
+    return r
 
 
 def _train_options(args, explicit):
@@ -1030,7 +1070,13 @@ def cmd_export(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+def cmd_sweep(args):
+    from . import sweep  # imports this module: loaded on use
+    return sweep.cmd_sweep(args)
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export}
 
 
 def _given_options(argv):
@@ -1054,7 +1100,7 @@ def main(argv=None):
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("backprop-numba: choose a command: train, evaluate, predict or export (see --help)")
+            raise UsageError("backprop-numba: choose a command: train, sweep, evaluate, predict or export (see --help)")
         if args.command == "train":
             explicit = _given_options(argv)
             if args.config:
