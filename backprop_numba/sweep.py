@@ -221,8 +221,11 @@ def _connect(client, workers, scheduler, timeout, n_trials):
     n = workers if workers is not None else max(1, min(n_trials, os.cpu_count() or 1))
     # One thread per worker process, and one Numba thread: the trials are the parallelism, so
     # nothing runs more threads than there are workers (Dask already sets OMP/MKL/OPENBLAS to 1).
+    # No dashboard; the scheduler's HTTP routes (health checks) on a free port, not on 8787, where a
+    # second cluster would warn "Port 8787 is already in use".
     with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  env={"NUMBA_NUM_THREADS": "1"}) as cluster, distributed.Client(cluster) as c:
+                                  scheduler_kwargs={"dashboard_address": ":0"}, env={"NUMBA_NUM_THREADS": "1"}
+                                  ) as cluster, distributed.Client(cluster) as c:
         yield c
 
 
