@@ -427,8 +427,8 @@ def cmd_sweep(args):
         workers = len({row["worker"] for row in rows if row["worker"]})
         metric = "val_accuracy" if "val_accuracy" in best else "val_mse"
         test = {k[5:]: best[k] for k in ("test_accuracy", "test_mse") if k in best}
-        print(f"sweep of {len(rows)} trials on {workers} workers in {wall:.1f} s: {len(rows) - len(failed)} done, "
-              f"{len(failed)} failed")
+        print(f"sweep of {len(rows)} trials on {workers} worker{'' if workers == 1 else 's'} in {wall:.1f} s: "
+              f"{len(rows) - len(failed)} done, {len(failed)} failed")
         print(f"best: trial {best['trial']:03d} ({_settings(best, keys)}): {metric} {best[metric]:.4f}"
               + "".join(f", test {k} {v:.4f}" for k, v in test.items()))
         print(f"wrote {os.path.join(args.out, 'results.csv')}, {os.path.join(args.out, 'best')}/, "
