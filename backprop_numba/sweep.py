@@ -109,7 +109,7 @@ def run_trial(options):
             parser = cli.build_parser()
             parser.train_parser.set_defaults(**options, out=tmp, quiet=True)
             r = cli._train_run(parser.parse_args(["train"]), explicit=set(options))
-            result.update(status="ok", task=r.data.task, **_validation_metrics(r))
+            result.update(status="ok", **_validation_metrics(r))
             result["files"] = {}
             for name in TRIAL_FILES:
                 if os.path.isfile(os.path.join(tmp, name)):  # loss.png needs matplotlib
@@ -167,6 +167,8 @@ def sweep(grid, train=None, *, out, client=None, workers=None, scheduler=None, c
         Seconds to wait for ``scheduler``.
     progress : bool
         A line per finished trial on stderr, and a progress bar when stderr is a terminal.
+    where : str
+        What the messages name as the options' source (the command gives its config file).
 
     Returns
     -------
@@ -180,7 +182,7 @@ def sweep(grid, train=None, *, out, client=None, workers=None, scheduler=None, c
     ValueError
         A bad grid or option (``cli.UsageError``), before anything runs.
     OSError
-        A scheduler that cannot be reached within ``connect_timeout``.
+        A scheduler that cannot be reached, or has no worker, within ``connect_timeout``.
     """
     trials = Trials(grid, train, where)
     points = trials.points()
@@ -205,6 +207,8 @@ def _connect(client, workers, scheduler, timeout, n_trials):
     if client is not None:
         yield client
         return
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise cli.UsageError(f"workers must be an integer >= 1, got {workers!r}")
     try:
         import distributed
     except ImportError:
@@ -216,6 +220,11 @@ def _connect(client, workers, scheduler, timeout, n_trials):
             raise OSError(f"no Dask scheduler reached at {scheduler} within {timeout:g} s "
                           f"({cli._one_line(exc)}); start one with `dask scheduler`") from None
         with c:
+            try:  # a scheduler without workers would leave the trials waiting for ever
+                c.wait_for_workers(1, timeout=timeout)
+            except Exception as exc:
+                raise OSError(f"the Dask scheduler at {scheduler} has no worker after {timeout:g} s "
+                              f"({cli._one_line(exc)}); start one with `dask worker {scheduler}`") from None
             yield c
         return
     n = workers if workers is not None else max(1, min(n_trials, os.cpu_count() or 1))
@@ -308,11 +317,16 @@ def _relocated(data, folder):
     return json.dumps(metrics, indent=2).encode()
 
 
+def _metric(row):
+    """The name of the metric that ranks a finished trial (RANK_BY of its task)."""
+    return RANK_BY["classification" if "val_accuracy" in row else "regression"]
+
+
 def _rank_key(row):
-    """Smaller is better: the RANK_BY metric of the row's task."""
-    if "val_accuracy" in row:
+    """Smaller is better."""
+    if _metric(row) == "val_accuracy":
         return (-row["val_accuracy"], row["val_loss"])
-    return (row["val_mse"],)
+    return (row[_metric(row)],)
 
 
 def _best(rows):
@@ -363,7 +377,7 @@ def _trial_line(row, done, n, keys):
     head = f"[{done}/{n}] trial {row['trial']:03d} ({_settings(row, keys)})"
     if row["status"] != "ok":
         return f"{head} failed{where}: {row['error']}"
-    metric = "val_accuracy" if "val_accuracy" in row else "val_mse"
+    metric = _metric(row)
     return f"{head} done in {row['seconds']:.1f} s{where}: {metric} {row[metric]:.4f}"
 
 
@@ -374,7 +388,7 @@ def _plot(rows, keys, path):
     import matplotlib.pyplot as plt
 
     done = [row for row in rows if row["status"] == "ok"]
-    metric = "val_accuracy" if any("val_accuracy" in row for row in done) else "val_mse"
+    metric = _metric(done[0]) if done else RANK_BY["classification"]
     fig, ax = plt.subplots(figsize=(7.2, 1.3 + 0.32 * len(rows)), dpi=100)
     y = list(range(len(rows)))[::-1]  # trial 0 at the top
     labels = [f"{row['trial']:03d}: {_settings(row, keys)}" for row in rows]
@@ -425,7 +439,7 @@ def cmd_sweep(args):
     if not args.quiet:
         keys = list(grid)
         workers = len({row["worker"] for row in rows if row["worker"]})
-        metric = "val_accuracy" if "val_accuracy" in best else "val_mse"
+        metric = _metric(best)
         test = {k[5:]: best[k] for k in ("test_accuracy", "test_mse") if k in best}
         print(f"sweep of {len(rows)} trials on {workers} worker{'' if workers == 1 else 's'} in {wall:.1f} s: "
               f"{len(rows) - len(failed)} done, {len(failed)} failed")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -120,6 +121,35 @@ def test_sweep_function_on_a_client(client, tmp_path):
     assert client.status == "running"  # the caller's client is left open
     with pytest.raises(ValueError, match="already holds a sweep"):
         sweep({"lr": [0.01]}, TRAIN | {"layers": "16"}, out=str(tmp_path), client=client)
+
+
+def test_regression_sweep_ranks_by_validation_mse_in_the_targets_units(client, tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, size=(300, 2))
+    y = 50 + 20 * np.sin(3 * X[:, 0]) + 10 * X[:, 1]
+    np.savez(tmp_path / "reg.npz", X=X, y=y)
+    train = {"data": str(tmp_path / "reg.npz"), "target": "y", "layers": "16", "activation": "tanh", "epochs": 3}
+    rows = sweep({"loss": ["mse", "huber"]}, train, out=str(tmp_path / "out"), client=client, progress=False)
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    assert all("val_accuracy" not in row and {"val_mae", "test_mse", "test_mae"} <= set(row) for row in rows)
+    best = min(rows, key=lambda row: row["val_mse"])
+    assert best["best"] and sum(row["best"] for row in rows) == 1
+    # val_mse is in the target's units: for loss mse it is the loss on the scaled targets times y_scale^2
+    mse = rows[0]
+    y_scale = cli.Model(str(tmp_path / "out" / "trials" / "000" / "model.npz")).y_scale
+    assert mse["val_mse"] == pytest.approx(mse["val_loss"] * y_scale[0] ** 2, rel=1e-9)
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        assert "val_mse" in next(csv.reader(f))
+
+
+def test_a_scheduler_without_workers_is_an_error_not_a_hang(tmp_path):
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None, processes=False,
+                                  scheduler_kwargs={"dashboard_address": ":0"}) as empty:  # no 8787 clash
+        started = time.perf_counter()
+        with pytest.raises(OSError, match="has no worker after 2 s.*dask worker"):
+            sweep({"lr": [0.01]}, TRAIN | {"layers": "16"}, out=str(tmp_path), scheduler=empty.scheduler_address,
+                  connect_timeout=2)
+        assert time.perf_counter() - started < 15
 
 
 def test_every_trial_failing_is_exit_status_1(client, tmp_path, monkeypatch, capsys):
