@@ -191,11 +191,14 @@ def sweep(grid, train=None, *, out, client=None, workers=None, scheduler=None, c
         futures = {c.submit(run_trial, trials.options(p), pure=False, key=f"backprop-numba-trial-{i:03d}"): i
                    for i, p in enumerate(points)}
         rows = [None] * len(points)
-        for done, (i, result) in enumerate(_as_completed(futures, progress), 1):
-            rows[i] = _record(out, i, points[i], result)
-            if progress:
-                _say(_trial_line(rows[i], done, len(points), list(trials.axes)))
-    _finish(out, rows, list(trials.axes))
+        try:
+            for done, (i, result) in enumerate(_as_completed(futures, progress), 1):
+                rows[i] = _record(out, i, points[i], result)
+                if progress:
+                    _say(_trial_line(rows[i], done, len(points), list(trials.axes)))
+        finally:  # also after Ctrl-C: no trial left running on a client that stays open, and the
+            c.cancel(list(futures))  # trials that finished are in results.csv and best/
+            _finish(out, [row for row in rows if row is not None], list(trials.axes))
     return rows
 
 

@@ -37,7 +37,8 @@ TRAIN = {"dataset": "digits", "epochs": 2, "seed": 1}
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       scheduler_kwargs={"dashboard_address": ":0"})  # 8787 may be taken
     c = distributed.Client(cluster)
     try:
         yield c
@@ -150,6 +151,24 @@ def test_a_scheduler_without_workers_is_an_error_not_a_hang(tmp_path):
             sweep({"lr": [0.01]}, TRAIN | {"layers": "16"}, out=str(tmp_path), scheduler=empty.scheduler_address,
                   connect_timeout=2)
         assert time.perf_counter() - started < 15
+
+
+def test_an_interrupted_sweep_keeps_the_finished_trials(client, tmp_path, monkeypatch):
+    record = sweep_module._record
+
+    def ctrl_c_after_one(out, i, point, result):
+        if os.path.isdir(os.path.join(out, "trials")):
+            raise KeyboardInterrupt
+        return record(out, i, point, result)
+
+    monkeypatch.setattr(sweep_module, "_record", ctrl_c_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        sweep({"lr": [0.01, 0.02, 0.03]}, TRAIN | {"layers": "16"}, out=str(tmp_path), client=client,
+              progress=False)
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["best"] == "true"
+    assert (tmp_path / "best" / "model.npz").is_file()
 
 
 def test_every_trial_failing_is_exit_status_1(client, tmp_path, monkeypatch, capsys):
