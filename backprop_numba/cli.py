@@ -243,6 +243,12 @@ def build_parser():
                        description="Train a network on a dataset; write model.npz, metrics.json and loss.png "
                                    "into --out.  Options may also come from --config FILE.toml.")
     _train_arguments(t)
+    s = sub.add_parser("sweep", help="train every point of a grid of options on a Dask cluster",
+                       description="Train the cartesian product of a [grid] of options (each a list of values) "
+                                   "over fixed [train] options, one trial per Dask task; write DIR/results.csv, "
+                                   "DIR/best/, DIR/sweep.png and DIR/trials/NNN/ (needs: pip install "
+                                   "'backprop_numba[dask]').")
+    _sweep_arguments(s)
     e = sub.add_parser("evaluate", help="metrics of a model on data (JSON on stdout)",
                        description="Loss, accuracy and confusion matrix of a saved model on a dataset or file.")
     e.add_argument("--model", required=True, metavar="FILE")
@@ -259,12 +265,6 @@ def build_parser():
     pr.add_argument("--split", choices=["auto", "test", "all"], default="auto", help=SPLIT_HELP)
     pr.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     pr.add_argument("--out", metavar="FILE", help=".csv or .npy (default: CSV on stdout)")
-    s = sub.add_parser("sweep", help="train every point of a grid of options on a Dask cluster",
-                       description="Train the cartesian product of a [grid] of options (each a list of values) "
-                                   "over fixed [train] options, one trial per Dask task; write DIR/results.csv, "
-                                   "DIR/best/, DIR/sweep.png and DIR/trials/NNN/ (needs: pip install "
-                                   "'backprop_numba[dask]').")
-    _sweep_arguments(s)
     x = sub.add_parser("export", help="write a trained model as ONNX (served without this library)",
                        description="The network of a model file as an ONNX graph, with the input scaling, class "
                                    "labels or target scaling that predict applies (needs: pip install onnx).")

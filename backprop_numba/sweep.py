@@ -186,8 +186,9 @@ def sweep(grid, train=None, *, out, client=None, workers=None, scheduler=None, c
     """
     trials = Trials(grid, train, where)
     points = trials.points()
-    _prepare_out(out)
+    _check_out(out)
     with _connect(client, workers, scheduler, connect_timeout, len(points)) as c:
+        os.makedirs(out, exist_ok=True)  # only now: a sweep that cannot start leaves nothing behind
         futures = {c.submit(run_trial, trials.options(p), pure=False, key=f"backprop-numba-trial-{i:03d}"): i
                    for i, p in enumerate(points)}
         rows = [None] * len(points)
@@ -281,14 +282,13 @@ METRIC_COLUMNS = ("val_loss", "val_accuracy", "val_mse", "val_mae", "test_loss",
                   "test_mae", "epochs")
 
 
-def _prepare_out(out):
-    """Refuse a folder that is a file or holds a sweep (its trials would mix with ours); create it."""
+def _check_out(out):
+    """Refuse a folder that is a file or holds a sweep (its trials would mix with ours)."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise cli.UsageError(f"--out must be a folder, got {out!r}, which is an existing file")
     if os.path.exists(os.path.join(out, "results.csv")) or os.path.exists(os.path.join(out, "trials")):
         raise cli.UsageError(f"--out {out} already holds a sweep (results.csv, trials/); give a new folder or "
                              "remove that one")
-    os.makedirs(out, exist_ok=True)
 
 
 def _trial_dir(out, i):

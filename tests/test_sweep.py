@@ -231,6 +231,15 @@ def test_workers_and_scheduler_are_exclusive(capsys):
     assert status == 2 and "not allowed with argument" in capsys.readouterr().err
 
 
+def test_without_dask_the_message_says_what_to_install(tmp_path, monkeypatch, capsys):
+    (tmp_path / "sweep.toml").write_text('[train]\ndataset = "digits"\nlayers = "16"\n[grid]\nlr = [0.01]\n')
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
+    status = cli.main(["sweep", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err == ["backprop-numba: error: a sweep runs on Dask: pip install 'backprop_numba[dask]'"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_unreachable_scheduler_times_out_with_a_message(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -245,3 +254,4 @@ def test_unreachable_scheduler_times_out_with_a_message(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(
         f"backprop-numba: error: no Dask scheduler reached at tcp://127.0.0.1:{port} within 2 s"), r.stderr
     assert "dask scheduler" in lines[0]
+    assert not (tmp_path / "out").exists()
