@@ -76,8 +76,8 @@ class Trials:
         for dest, why in NOT_IN_A_SWEEP.items():
             if dest in given:
                 raise cli.UsageError(f"{where}: leave out {given[dest]}: {why}")
-        if "dataset" not in given and "data" not in given:
-            raise cli.UsageError(f'{where}: give the data under [train]: dataset = "digits" or data = "file.csv"')
+        if ("dataset" in given) == ("data" in given):
+            raise cli.UsageError(f'{where}: give the data with one of dataset (e.g. "digits") or data (a file)')
         if ("layers" in given) == ("hidden" in given):
             raise cli.UsageError(f'{where}: give the network with one of layers (e.g. "64,32,10") or hidden')
         fractions = [v for dest, values in self.axes.values() if dest == "validation_fraction" for v in values]

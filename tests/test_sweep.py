@@ -210,6 +210,7 @@ BAD = [
     ('[grid]\nout = ["a", "b"]\n', "leave out [grid] 'out': the sweep gives each trial its folder"),
     ('[grid]\nvalidation-fraction = [0.1, 0.0]\n', "a sweep picks its best trial on the validation split"),
     ('grid = 3\n', "grid must be a table"),
+    ('[grid]\ndata = ["a.csv", "b.csv"]\n', "give the data with one of dataset (e.g. \"digits\") or data"),
 ]
 
 
