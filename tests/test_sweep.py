@@ -104,6 +104,12 @@ def test_best_is_the_highest_validation_accuracy_and_its_files_are_copied(cli_sw
     metrics = json.loads((out / "best" / "metrics.json").read_text())
     assert metrics["config"]["out"] == os.path.join("out", "trials", trial.name)  # not the worker's temp folder
     assert metrics["config"]["loss"] == best[0]["loss"] and metrics["epochs_run"] == 3
+    # the sweep's validation metrics (the trained network on the validation rows) are fit's last epoch's
+    # (fit reports accuracy for a cross_entropy trial, as trial 000)
+    first = json.loads((out / "trials" / "000" / "metrics.json").read_text())
+    assert float(rows[0]["val_accuracy"]) == pytest.approx(first["history"]["val_accuracy"][-1], abs=1e-12)
+    assert float(rows[0]["val_loss"]) == pytest.approx(first["history"]["val_loss"][-1], rel=1e-9)
+    assert float(rows[0]["test_accuracy"]) == first["test"]["accuracy"]
     model = cli.Model(str(out / "best" / "model.npz"))  # what evaluate and predict read
     assert model.net.layer_sizes == [64, 32, 10]
 
