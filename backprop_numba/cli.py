@@ -1,9 +1,10 @@
-"""The ``backprop-numba`` command line: train, evaluate and predict.
+"""The ``backprop-numba`` command line: train, sweep, evaluate and predict.
 
     backprop-numba train --dataset digits --hidden 32 --optimizer adam --epochs 30 --out runs/digits
     backprop-numba train --resume runs/digits/checkpoint.npz --epochs 50   # needs --checkpoint-every N
     backprop-numba evaluate --model runs/digits/model.npz --dataset digits  # its held-out test split
     backprop-numba predict --model runs/digits/model.npz --data new.csv --out predictions.csv
+    backprop-numba sweep --config sweep.toml --out runs/sweep   # a [grid] of train's options on Dask (sweep.py)
 
 (also ``python -m backprop_numba ...``).
 
@@ -42,8 +43,8 @@ MODEL_EXTRAS = ("extra.task", "extra.classes", "extra.feature_names", "extra.x_o
                 "extra.y_offset", "extra.y_scale", "extra.run")
 
 
-class UsageError(Exception):
-    """A bad argument: exit status 2."""
+class UsageError(ValueError):
+    """A bad argument: exit status 2 (a ValueError to Python callers, e.g. of sweep.sweep)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,16 +206,49 @@ def _train_arguments(t):
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value}")
+    return value
+
+
+def _sweep_arguments(s):
+    """The options of `sweep` (its parser s); the trials' options come from the --config file."""
+    s.add_argument("--config", required=True, metavar="FILE",
+                   help="TOML file: [train] the options every trial shares, [grid] a list of values per option "
+                        "to vary (both named like train's long options)")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder (must not hold a sweep already)")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, metavar="N", default=None,
+                       help="worker processes of the LocalCluster, one thread each (default: one per trial, at "
+                            "most one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run on the Dask scheduler at ADDRESS (e.g. tcp://HOST:8786) instead of a LocalCluster")
+    s.add_argument("--connect-timeout", type=_positive_float, metavar="SECONDS", default=10.0,
+                   help="how long to wait for --scheduler")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
+
+
 def build_parser():
     parser = _Parser(prog="backprop-numba",
                      description="Train, evaluate and apply fully-connected networks (backprop_numba).")
     parser.add_argument("--version", action="version", version=f"backprop_numba {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,export}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,sweep,evaluate,predict,export}", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a network, write model.npz, metrics.json, loss.png",
                        description="Train a network on a dataset; write model.npz, metrics.json and loss.png "
                                    "into --out.  Options may also come from --config FILE.toml.")
     _train_arguments(t)
+    s = sub.add_parser("sweep", help="train every point of a grid of options on a Dask cluster",
+                       description="Train the cartesian product of a [grid] of options (each a list of values) "
+                                   "over fixed [train] options, one trial per Dask task; write DIR/results.csv, "
+                                   "DIR/best/, DIR/sweep.png and DIR/trials/NNN/ (needs: pip install "
+                                   "'backprop_numba[dask]').")
+    _sweep_arguments(s)
     e = sub.add_parser("evaluate", help="metrics of a model on data (JSON on stdout)",
                        description="Loss, accuracy and confusion matrix of a saved model on a dataset or file.")
     e.add_argument("--model", required=True, metavar="FILE")
@@ -249,8 +283,8 @@ def _toml_kind(action):
     return "a string"
 
 
-def _config_defaults(train, path):
-    """Set train's defaults from a TOML file; unknown keys are refused."""
+def _read_toml(path):
+    """The TOML file at path as a dict (its options are checked by _config_values)."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -262,42 +296,76 @@ def _config_defaults(train, path):
         raise FileNotFoundError(f"config file not found: {path}")
     try:
         with open(path, "rb") as f:
-            config = tomllib.load(f)
+            return tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _option_names(train):
+    """train's options by each name a config may give them: the dest and every long option without its
+    dashes (learning_rate, learning-rate, lr), so a config file takes what the command line takes."""
+    names = {}
+    for action in train._actions:
+        if action.dest in ("config", "help"):
+            continue
+        names[action.dest] = action
+        for option in action.option_strings:
+            if option.startswith("--") and not option.startswith("--no-"):  # --no-X is X = false
+                names[option[2:].replace("-", "_")] = action
+    return names
+
+
+def _config_values(train, config, where):
+    """{dest: value} of a config's {key: value}, each value checked and converted as the command line
+    would; an unknown key, or two keys for one option, is refused (where: the file, for the message)."""
+    names = _option_names(train)
+    values, given_as = {}, {}
+    for key, value in config.items():
+        action = names.get(key.replace("-", "_"))
+        if action is None:
+            options = sorted({o[2:] for a in names.values() for o in a.option_strings
+                              if o.startswith("--") and not o.startswith("--no-")})
+            raise UsageError(f"{where}: unknown option {key!r}; options are the long names of "
+                             f"`backprop-numba train --help`: {', '.join(options)}")
+        if action.dest in given_as:
+            raise UsageError(f"{where}: {given_as[action.dest]!r} and {key!r} are the same option; give one")
+        given_as[action.dest] = key
+        values[action.dest] = _config_value(action, key, value, where)
+    return values
+
+
+def _config_value(action, key, value, where):
+    """One config value for action, checked and converted (TOML already has lists, numbers and booleans)."""
+    flag = isinstance(action, argparse.BooleanOptionalAction) or action.const is True
+    try:
+        if action.dest == "layers":
+            value = _layers(value)
+        elif isinstance(value, bool) and not flag:
+            raise argparse.ArgumentTypeError(f"must be {_toml_kind(action)}, got {value!r}")
+        elif action.type in (_positive_int, _nonneg_int) and isinstance(value, float):
+            # TOML has integers: 3.9 is not silently truncated to 3 (the command line refuses it too)
+            raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}")
+        elif action.type is not None and not isinstance(value, bool):
+            value = action.type(value)
+        elif action.type is None and not flag and action.nargs is None and not isinstance(value, str):
+            raise argparse.ArgumentTypeError(f"must be a string, got {value!r}")
+        if action.choices is not None and value not in action.choices:
+            raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
+        if flag and not isinstance(value, bool):
+            raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: option {key!r} {exc}") from None
+    return value
+
+
+def _config_defaults(train, path):
+    """Set train's defaults from a TOML file (options at top level or under [train]); returns them by dest."""
+    config = _read_toml(path)
     if isinstance(config.get("train"), dict):
         config = {**{k: v for k, v in config.items() if k != "train"}, **config["train"]}
-    dests = {a.dest: a for a in train._actions}
-    defaults = {}
-    for key, value in config.items():
-        dest = key.replace("-", "_")
-        if dest in ("config", "help") or dest not in dests:
-            raise UsageError(f"{path}: unknown option {key!r}; options are the long names of "
-                             "`backprop-numba train --help` (e.g. epochs, batch-size, layers)")
-        action = dests[dest]
-        flag = isinstance(action, argparse.BooleanOptionalAction) or action.const is True
-        try:
-            if dest == "layers":
-                value = _layers(value)
-            elif isinstance(value, bool) and not flag:
-                raise argparse.ArgumentTypeError(f"must be {_toml_kind(action)}, got {value!r}")
-            elif action.type in (_positive_int, _nonneg_int) and isinstance(value, float):
-                # TOML has integers: 3.9 is not silently truncated to 3 (the command line refuses it too)
-                raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}")
-            elif action.type is not None and not isinstance(value, bool):
-                value = action.type(value)
-            elif action.type is None and not flag and action.nargs is None and not isinstance(value, str):
-                raise argparse.ArgumentTypeError(f"must be a string, got {value!r}")
-            if action.choices is not None and value not in action.choices:
-                raise argparse.ArgumentTypeError(f"must be one of {sorted(action.choices)}, got {value!r}")
-            if isinstance(action, argparse.BooleanOptionalAction) or action.const is True:
-                if not isinstance(value, bool):
-                    raise argparse.ArgumentTypeError(f"must be true or false, got {value!r}")
-        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-            raise UsageError(f"{path}: option {key!r} {exc}") from None
-        defaults[dest] = value
+    defaults = _config_values(train, config, path)
     train.set_defaults(**defaults)
-    return config
+    return defaults
 
 
 # -- data and preprocessing ----------------------------------------------------
@@ -674,11 +742,17 @@ def _column_stats(X, rows, chunk=8192):
 
 def cmd_train(args, explicit=frozenset()):
     """train: resolve the options (and a resume), prepare the data, compile, fit, write the outputs."""
+    _train_run(args, explicit)
+    return 0
+
+
+def _train_run(args, explicit=frozenset()):
+    """The steps of train; returns the run (its data, splits, network, history) for a sweep's trial."""
     r = _train_options(args, explicit)
     _train_data(args, r)
     _train_fit(args, r)
     _train_outputs(args, r)
-    return 0
+    return r
 
 
 def _train_options(args, explicit):
@@ -996,7 +1070,13 @@ def cmd_export(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
+def cmd_sweep(args):
+    from . import sweep  # imports this module: loaded on use
+    return sweep.cmd_sweep(args)
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export}
 
 
 def _given_options(argv):
@@ -1020,12 +1100,11 @@ def main(argv=None):
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("backprop-numba: choose a command: train, evaluate, predict or export (see --help)")
+            raise UsageError("backprop-numba: choose a command: train, sweep, evaluate, predict or export (see --help)")
         if args.command == "train":
             explicit = _given_options(argv)
             if args.config:
-                config = _config_defaults(parser.train_parser, args.config)
-                explicit |= {key.replace("-", "_") for key in config}
+                explicit |= set(_config_defaults(parser.train_parser, args.config))
                 args = parser.parse_args(argv)
             status = cmd_train(args, explicit)
         else:
