@@ -6,7 +6,8 @@ class still gives every shard every class) and sends each shard to its
 worker once.  Training then runs in rounds.  In a round every worker
 
 1. receives the current parameters theta and the optimizer state (one
-   array, broadcast once per round),
+   array: inside the round's task up to INLINE_BYTES, else scattered once
+   and replicated worker to worker by Dask),
 2. runs ``sync_every`` mini-batch steps of the usual compiled epoch
    (``training.Workspace``) over its own shard, from those parameters,
 3. returns its new theta and optimizer state;
@@ -35,11 +36,13 @@ bit for bit, what ``fit`` gives (the average of one is the identity); two
 workers on identical shards without shuffling give one worker's result
 (0.5 x + 0.5 x = x exactly).
 
-Communication per round: the driver sends S = (1 + n_state) * P values
-(P parameters; n_state = 0 for sgd, 1 for momentum/nesterov/rmsprop, 2
-for adam) to every worker and receives S from each, 2 N S values in all for
-N workers through the driver (8 bytes each in float64): O(N P) per round,
-not an all-reduce.  README "Scaling out" has the measured cost.
+Communication per round: S = (1 + n_state) P values of 8 bytes (float64;
+P parameters; n_state = 0 for sgd, 1 for momentum/nesterov/rmsprop, 2 for
+adam).  Each of the N workers receives S and returns S: 2 N S in all.  The
+results come back through the scheduler to the driver (N S there), which
+averages them (O(N P) work): a parameter server, not an all-reduce (a ring
+all-reduce moves 2 S (N-1)/N per worker, whatever N).  README "Scaling out"
+has the measured cost.
 
 Needs Dask (``pip install 'backprop_numba[dask]'``); with neither
 ``client`` nor ``scheduler`` a ``LocalCluster`` of ``n_workers`` worker
@@ -64,6 +67,12 @@ __all__ = ["fit_data_parallel", "DEFAULT_WORKERS"]
 
 # Worker processes of the LocalCluster started when no client or scheduler is given.
 DEFAULT_WORKERS = 2
+
+# Parameters (theta and the optimizer state) up to this size ride inside each round's tasks; larger ones
+# are scattered once per round and Dask replicates them worker to worker.  Measured on a 2-core
+# LocalCluster (benchmarks/data_parallel_cost.py): inside the task a round is 10-25 ms faster up to a few
+# MB (one message fewer), the two are equal at 10-60 MB, and Dask warns of task graphs beyond 10 MB.
+INLINE_BYTES = 4 << 20
 
 # fit_data_parallel's own options (the rest are fit's, with fit's constraints).
 DP_PARAMS = {
@@ -207,6 +216,7 @@ class _Run:
         self.params = np.zeros((1 + self.optimizer.n_state, net._n_params), dtype=net.dtype)
         self.params[0] = net.theta
         self.t = 0  # optimizer steps (Adam's t), as fit's Workspace.step
+        self.inline = self.params.nbytes <= INLINE_BYTES
         # sent once: the network's description and each worker's shard (scatter keeps it on that worker)
         # (in lists: scatter would take a dict's keys as the Dask keys, shared by every run)
         self.spec = client.scatter([{"arrays": net._to_arrays(), "optimizer": self.optimizer}], broadcast=True,
@@ -214,9 +224,10 @@ class _Run:
         self.shards = [client.scatter([s], workers=[a], hash=False)[0] for s, a in zip(shards, addresses)]
 
     def round(self, jobs):
-        """Broadcast the parameters, run one job per worker, average what comes back; returns the results."""
+        """Send the parameters, run one job per worker, average what comes back; returns the results."""
         client = self.client
-        params = client.scatter(self.params, broadcast=True, workers=self.addresses, hash=False)
+        params = self.params if self.inline else client.scatter(self.params, broadcast=True,
+                                                                  workers=self.addresses, hash=False)
         futures = [client.submit(_local_round, self.token, k, self.spec, self.shards[k], params, job,
                                  workers=[address], allow_other_workers=False, pure=False)
                    for k, (address, job) in enumerate(zip(self.addresses, jobs))]
@@ -226,6 +237,8 @@ class _Run:
             if result.status != K.OK:
                 return results  # the caller raises; the parameters stay those of the last average
         rows = np.array([result.samples for result in results], dtype=np.float64)
+        if not rows.any():  # no worker had a mini-batch left (only a benchmark of the round trip asks this)
+            return results
         p = rows / rows.sum()  # n_k / sum n; exactly 1.0 for one worker, 0.5 for two equal shards
         avg = None
         for (out, _), pk in zip(outs, p):

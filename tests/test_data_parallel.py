@@ -17,6 +17,7 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.datasets import load_digits  # noqa: E402
 
 from backprop_numba import MLP, DivergenceError, datasets  # noqa: E402
+from backprop_numba import data_parallel  # noqa: E402
 from backprop_numba.data_parallel import fit_data_parallel  # noqa: E402
 from backprop_numba.training import EpochResult, Workspace  # noqa: E402
 
@@ -63,7 +64,9 @@ def test_one_worker_is_fit_bit_for_bit(client, digits, sync_every, optimizer, dr
     assert h2["syncs"] == [1 if sync_every is None else -(-600 // 32 // sync_every)] * 3
 
 
-def test_identical_shards_average_to_one_worker(client, digits):
+@pytest.mark.parametrize("inline_bytes", [data_parallel.INLINE_BYTES, 0])  # parameters in the task / scattered
+def test_identical_shards_average_to_one_worker(client, digits, monkeypatch, inline_bytes):
+    monkeypatch.setattr(data_parallel, "INLINE_BYTES", inline_bytes)
     X, y = digits[0][:300], digits[1][:300]
     kw = dict(epochs=2, batch_size=16, learning_rate=0.01, optimizer="adam", shuffle=False)
     single, parallel = net_of(), net_of()
