@@ -3,7 +3,9 @@
 ``fit_data_parallel(net, X, Y, ...)`` deals the rows of X, Y round-robin
 into one shard per Dask worker (row i to shard i mod N, so a file sorted by
 class still gives every shard every class) and sends each shard to its
-worker once.  Training then runs in rounds.  In a round every worker
+worker once.  A dask array is dealt by blocks of rows instead (block b to
+worker b mod N), each computed on its worker and joined there, so the data
+never passes through the driver.  Training then runs in rounds.  In a round every worker
 
 1. receives the current parameters theta and the optimizer state (one
    array: inside the round's task up to INLINE_BYTES, else scattered once
@@ -81,6 +83,11 @@ DP_PARAMS = {
     "n_workers": dict(kind="int", minimum=1, allow_none=True),
     "timeout": dict(kind="real", low=0.0, low_open=True),
 }
+
+
+def _is_dask(X):
+    """A dask array (duck-typed, so that dask is imported only by who uses it)."""
+    return type(X).__module__.startswith("dask.") and hasattr(X, "to_delayed") and hasattr(X, "chunks")
 
 
 def _import_distributed():
@@ -188,6 +195,12 @@ def _workers(client, n_workers, timeout):
     return addresses[:n_workers] if n_workers else addresses
 
 
+def _nonzero_weights(SW, k, where):
+    if SW is not None and not SW.any():
+        raise ValueError(f"sample_weight must not be all zero on a worker's shard, got all zeros on shard {k} "
+                         f"({where}).")
+
+
 def _shards(X, Y, SW, n, batch_size):
     """Row i to shard i mod n (contiguous copies): each shard a spread of the whole data."""
     if X.shape[0] < n:
@@ -197,31 +210,90 @@ def _shards(X, Y, SW, n, batch_size):
         rows = slice(k, None, n)
         Xk, Yk = np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows])
         SWk = None if SW is None else np.ascontiguousarray(SW[rows])
-        if SWk is not None and not SWk.any():
-            raise ValueError(f"sample_weight must not be all zero on a worker's shard, got all zeros on shard {k} "
-                             f"(rows {k}::{n}).")
+        _nonzero_weights(SWk, k, f"rows {k}::{n}")
         out.append(Shard(Xk, Yk, SWk, min(batch_size, Xk.shape[0])))
     return out
+
+
+def _place(client, addresses, shards):
+    """Each Shard sent to its worker once: [(future, rows, batch size)]."""
+    # (in lists: scatter would take a dict's or a dataclass's fields apart)
+    return [(client.scatter([s], workers=[a], hash=False)[0], s.X.shape[0], s.batch_size)
+            for s, a in zip(shards, addresses)]
+
+
+def _make_shard(meta, xs, ys, sws, batch_size, k):
+    """On a worker: its blocks of a dask array joined and checked as fit checks its arrays."""
+    n_in, n_out, loss, dtype = meta
+    X, _ = check_inputs(np.concatenate(xs), n_in, dtype)
+    Y = check_targets(np.concatenate(ys), loss, n_out, X.shape[0], dtype)
+    SW = check_sample_weight(np.concatenate(sws), X.shape[0], dtype) if sws else None
+    _nonzero_weights(SW, k, "its blocks of rows")
+    return Shard(X, Y, SW, min(batch_size, X.shape[0]))
+
+
+def _place_dask(client, addresses, net, X, Y, SW, batch_size):
+    """Dask arrays: row block b to worker b mod n, computed there and joined there: [(future, rows, batch size)]."""
+    distributed = _import_distributed()
+    n = len(addresses)
+    xb, yb = X.to_delayed().ravel(), Y.to_delayed().ravel()
+    sb = SW.to_delayed().ravel() if SW is not None else []
+    if len(xb) < n:
+        raise ValueError(f"X must have at least one block of rows per worker ({n} workers), got {len(xb)} blocks; "
+                         "rechunk it along the rows.")
+    meta = (net.layer_sizes[0], net.layer_sizes[-1], net.loss, net.dtype)
+    placed = []
+    for k, a in enumerate(addresses):
+        blocks = client.compute([*xb[k::n], *yb[k::n], *sb[k::n]], workers=[a], allow_other_workers=False)
+        m = len(xb[k::n])
+        shard = client.submit(_make_shard, meta, blocks[:m], blocks[m:2 * m], blocks[2 * m:], batch_size, k,
+                              workers=[a], allow_other_workers=False, pure=False)
+        rows = int(sum(X.chunks[0][k::n]))
+        placed.append((shard, rows, min(batch_size, rows)))
+    distributed.wait([shard for shard, _, _ in placed])
+    for shard, _, _ in placed:
+        if shard.status == "error":
+            shard.result()  # raises the worker's error: a bad value in a block, say
+    return placed
+
+
+def _check_dask(net, X, Y, SW):
+    """The shapes of dask-array data (the values are checked on the workers); rechunked to row blocks."""
+    import dask.array as da
+    if X.ndim != 2 or X.shape[1] != net.layer_sizes[0]:
+        raise ValueError(f"X must have shape (n_samples, {net.layer_sizes[0]}), got {X.shape}.")
+    if any(np.isnan(c) for c in X.chunks[0]):
+        raise ValueError("X must have known chunk sizes (call X.compute_chunk_sizes()), got unknown row counts.")
+    X = X.rechunk({1: -1})
+    out = []
+    for name, a in (("Y", Y), ("sample_weight", SW)):
+        if a is None:
+            out.append(None)
+            continue
+        a = da.asarray(a)
+        if a.ndim not in (1, 2) or a.shape[0] != X.shape[0]:
+            raise ValueError(f"{name} must have {X.shape[0]} rows to match X, got shape {a.shape}.")
+        out.append(a.rechunk({0: X.chunks[0], **({1: -1} if a.ndim == 2 else {})}))
+    return X, out[0], out[1]
 
 
 class _Run:
     """One run of fit_data_parallel on a client: the shards on the workers, the global state, the rounds."""
 
-    def __init__(self, client, addresses, net, shards, opts):
+    def __init__(self, client, addresses, net, placed, opts):
         self.client, self.addresses, self.net, self.opts = client, addresses, net, opts
         self.optimizer = optimizers.get_optimizer(opts["optimizer"], opts)
         self.token = uuid.uuid4().hex
-        self.n_batches = [-(-s.X.shape[0] // s.batch_size) for s in shards]
+        self.shards = [shard for shard, _, _ in placed]  # futures of the Shards, each on its worker
+        self.n_batches = [-(-rows // batch_size) for _, rows, batch_size in placed]
         # theta in row 0, the optimizer state below: the one array broadcast each round
         self.params = np.zeros((1 + self.optimizer.n_state, net._n_params), dtype=net.dtype)
         self.params[0] = net.theta
         self.t = 0  # optimizer steps (Adam's t), as fit's Workspace.step
         self.inline = self.params.nbytes <= INLINE_BYTES
-        # sent once: the network's description and each worker's shard (scatter keeps it on that worker)
-        # (in lists: scatter would take a dict's keys as the Dask keys, shared by every run)
+        # sent once: the network's description (in a list: scatter would take a dict's keys as Dask keys)
         self.spec = client.scatter([{"arrays": net._to_arrays(), "optimizer": self.optimizer}], broadcast=True,
                                    workers=addresses, hash=False)[0]
-        self.shards = [client.scatter([s], workers=[a], hash=False)[0] for s, a in zip(shards, addresses)]
 
     def round(self, jobs):
         """Send the parameters, run one job per worker, average what comes back; returns the results."""
@@ -305,9 +377,13 @@ def _check(net, X, Y, opts):
     opts.update(check_params(OPTIMIZER_PARAMS, {k: opts[k] for k in OPTIMIZER_PARAMS if k in opts}))
     optimizers.get_optimizer(opts["optimizer"], opts)  # a bad name fails here, before any cluster starts
     schedules.get_schedule(opts["lr_schedule"])
-    X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
-    Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
-    SW = None if opts["sample_weight"] is None else check_sample_weight(opts["sample_weight"], X.shape[0], net.dtype)
+    if _is_dask(X):
+        X, Y, SW = _check_dask(net, X, Y, opts["sample_weight"])
+    else:
+        X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
+        Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
+        SW = opts["sample_weight"]
+        SW = None if SW is None else check_sample_weight(SW, X.shape[0], net.dtype)
     val = opts["validation_data"]
     if val is not None:
         if not isinstance(val, (tuple, list)) or len(val) != 2:
@@ -326,7 +402,9 @@ def fit_data_parallel(net, X, Y, *, client=None, scheduler=None, n_workers=None,
     Parameters
     ----------
     net : MLP, trained in place (one model comes out; ``net.save`` as usual)
-    X : array of shape (n_samples, n[0]);  Y : targets (see ``MLP.fit``)
+    X : array of shape (n_samples, n[0]), or a dask array (blocks of rows
+        dealt to the workers; Y and sample_weight may then be dask arrays too)
+    Y : targets (see ``MLP.fit``)
     client : distributed.Client, optional; its workers are used, and it stays open
     scheduler : str, optional; a scheduler's address ("tcp://host:8786") to
         connect to (for ``timeout`` seconds at most) instead of a client
@@ -370,7 +448,11 @@ def fit_data_parallel(net, X, Y, *, client=None, scheduler=None, n_workers=None,
     history["syncs"] = []
     with _connected(client, scheduler, opts["n_workers"], opts["timeout"]) as c:
         addresses = _workers(c, opts["n_workers"], opts["timeout"])
-        run = _Run(c, addresses, net, _shards(X, Y, SW, len(addresses), opts["batch_size"]), opts)
+        if _is_dask(X):
+            placed = _place_dask(c, addresses, net, X, Y, SW, opts["batch_size"])
+        else:
+            placed = _place(c, addresses, _shards(X, Y, SW, len(addresses), opts["batch_size"]))
+        run = _Run(c, addresses, net, placed, opts)
         try:
             for epoch in range(1, opts["epochs"] + 1):
                 started = time.perf_counter()

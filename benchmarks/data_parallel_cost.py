@@ -57,7 +57,7 @@ def sync_times(client, sizes, optimizer, n_workers):
     Y = np.eye(sizes[-1])[np.arange(8 * n_workers) % sizes[-1]]
     addresses = dp._workers(client, n_workers, 30.0)
     opts = dict(optimizer=optimizer, on_nonfinite="raise")
-    run = dp._Run(client, addresses, net, dp._shards(X, Y, None, n_workers, 8), opts)
+    run = dp._Run(client, addresses, net, dp._place(client, addresses, dp._shards(X, Y, None, n_workers, 8)), opts)
     jobs = [dict(first=0, stop=0, lr=0.01, shuffle_seed=-1, dropout_seed=-1, skip=False, t=0, sums=(0.0, 0.0, 0.0))
             for _ in addresses]  # empty stretches: the round trip alone
     try:

@@ -76,6 +76,29 @@ def test_identical_shards_average_to_one_worker(client, digits, monkeypatch, inl
     assert parallel.theta.tobytes() == single.theta.tobytes()
 
 
+def test_dask_arrays_are_dealt_by_blocks(client, digits):
+    da = pytest.importorskip("dask.array")
+    X, y = digits[0][:300], digits[1][:300]
+    kw = dict(epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam", seed=1, sync_every=3)
+    single, parallel = net_of(), net_of()
+    single.fit(X, y, progress=False, **{k: v for k, v in kw.items() if k != "sync_every"})
+    fit_data_parallel(parallel, da.from_array(X, chunks=(70, 32)), y, client=client, n_workers=1, **kw)
+    assert parallel.theta.tobytes() == single.theta.tobytes()  # the blocks joined in order on one worker: X
+    # block b goes to worker b mod 2: blocks of 150 rows make the shards that rows dealt one by one make of Xi
+    Xi, yi = np.empty_like(X), np.empty_like(y)
+    Xi[0::2], Xi[1::2], yi[0::2], yi[1::2] = X[:150], X[150:], y[:150], y[150:]
+    rows, blocks = net_of(), net_of()
+    fit_data_parallel(rows, Xi, yi, client=client, **kw)
+    fit_data_parallel(blocks, da.from_array(X, chunks=150), da.from_array(y, chunks=150), client=client, **kw)
+    assert blocks.theta.tobytes() == rows.theta.tobytes()
+    bad = X.copy()
+    bad[200, 3] = np.nan
+    with pytest.raises(ValueError, match="X must be finite, got NaN"):  # checked on the worker that holds it
+        fit_data_parallel(net_of(), da.from_array(bad, chunks=100), y, client=client, **kw)
+    with pytest.raises(ValueError, match="X must have at least one block of rows per worker"):
+        fit_data_parallel(net_of(), da.from_array(X, chunks=300), y, client=client, **kw)
+
+
 def replay(net, shards, epochs, sync_every, lr, average_state=True):
     """The documented algorithm in this process: each shard from the averaged theta and state, weights n_k."""
     wss = [Workspace(net, 32, "adam") for _ in shards]
