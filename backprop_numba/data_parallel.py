@@ -291,6 +291,7 @@ class _Run:
         self.params[0] = net.theta
         self.t = 0  # optimizer steps (Adam's t), as fit's Workspace.step
         self.inline = self.params.nbytes <= INLINE_BYTES
+        self.history = None  # fit_data_parallel's, handed to a DivergenceError
         # sent once: the network's description (in a list: scatter would take a dict's keys as Dask keys)
         self.spec = client.scatter([{"arrays": net._to_arrays(), "optimizer": self.optimizer}], broadcast=True,
                                    workers=addresses, hash=False)[0]
@@ -348,7 +349,7 @@ class _Run:
                         f"training diverged on worker {k} ({self.addresses[k]}) in epoch {epoch}: a non-finite "
                         "loss, gradient or step. The network keeps the parameters of the last average. Try a "
                         f"smaller learning_rate (got {lr:g}), or on_nonfinite='skip'.", epoch=epoch,
-                        step=result.steps + result.skipped + 1, history=None)
+                        step=result.steps + result.skipped + 1, history=self.history)
             sums = [(r.loss_sum, r.correct, r.weight_sum) for r in results]
             total.steps += sum(r.steps for r in results)
             total.skipped += sum(r.skipped for r in results)
@@ -358,7 +359,7 @@ class _Run:
         if total.steps == 0:
             raise DivergenceError(f"training diverged: every mini-batch of epoch {epoch} was skipped "
                                   f"(on_nonfinite='skip'). Try a smaller learning_rate (got {lr:g}).",
-                                  epoch=epoch, step=total.skipped, history=None)
+                                  epoch=epoch, step=total.skipped, history=self.history)
         return total
 
 
@@ -453,6 +454,7 @@ def fit_data_parallel(net, X, Y, *, client=None, scheduler=None, n_workers=None,
         else:
             placed = _place(c, addresses, _shards(X, Y, SW, len(addresses), opts["batch_size"]))
         run = _Run(c, addresses, net, placed, opts)
+        run.history = history
         try:
             for epoch in range(1, opts["epochs"] + 1):
                 started = time.perf_counter()

@@ -187,9 +187,9 @@ def test_reproducible_and_saved_like_any_model(client, digits, tmp_path):
 def test_divergence_keeps_the_last_average(client, digits):
     X, y = digits[0][:200], digits[1][:200]
     net = net_of()
-    with pytest.raises(DivergenceError, match="training diverged on worker"):
+    with pytest.raises(DivergenceError, match="training diverged on worker") as caught:
         fit_data_parallel(net, X * 1e150, y, client=client, epochs=2, learning_rate=1e10, sync_every=1)
-    assert np.isfinite(net.theta).all()
+    assert np.isfinite(net.theta).all() and caught.value.history["loss"] == [] and caught.value.epoch == 1
 
 
 @pytest.mark.parametrize("kw, error, match", [
