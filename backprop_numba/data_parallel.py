@@ -189,8 +189,10 @@ def _workers(client, n_workers, timeout):
         client.wait_for_workers(n_workers or 1, timeout=timeout)
     except TimeoutError:
         have = len(client.scheduler_info(n_workers=-1)["workers"])
+        if n_workers is None:
+            raise TimeoutError(f"the cluster must have a worker; waited {timeout:g} s, got none.") from None
         raise TimeoutError(f"n_workers must be at most the cluster's workers; waited {timeout:g} s for "
-                           f"{n_workers or 1}, got {have}.") from None
+                           f"{n_workers}, got {have}.") from None
     addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
     return addresses[:n_workers] if n_workers else addresses
 

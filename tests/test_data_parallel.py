@@ -224,3 +224,16 @@ def test_unreachable_scheduler_and_missing_dask(monkeypatch, digits):
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ImportError, match=r"pip install 'backprop_numba\[dask\]'"):
         fit_data_parallel(net_of(), X, y)
+
+
+def test_a_cluster_without_workers_times_out(digits):
+    cluster = distributed.LocalCluster(n_workers=0, dashboard_address=None)
+    try:
+        c = distributed.Client(cluster)
+        try:
+            with pytest.raises(TimeoutError, match="the cluster must have a worker; waited 1 s, got none"):
+                fit_data_parallel(net_of(), digits[0][:50], digits[1][:50], client=c, timeout=1.0)
+        finally:
+            c.close()
+    finally:
+        cluster.close()
