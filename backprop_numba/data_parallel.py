@@ -288,7 +288,7 @@ class _Run:
         self.token = uuid.uuid4().hex
         self.shards = [shard for shard, _, _ in placed]  # futures of the Shards, each on its worker
         self.n_batches = [-(-rows // batch_size) for _, rows, batch_size in placed]
-        # theta in row 0, the optimizer state below: the one array broadcast each round
+        # theta in row 0, the optimizer state below: the one array sent each round
         self.params = np.zeros((1 + self.optimizer.n_state, net._n_params), dtype=net.dtype)
         self.params[0] = net.theta
         self.t = 0  # optimizer steps (Adam's t), as fit's Workspace.step
@@ -308,9 +308,8 @@ class _Run:
                    for k, (address, job) in enumerate(zip(self.addresses, jobs))]
         outs = client.gather(futures)
         results = [result for _, result in outs]
-        for k, result in enumerate(results):
-            if result.status != K.OK:
-                return results  # the caller raises; the parameters stay those of the last average
+        if any(result.status != K.OK for result in results):
+            return results  # the caller raises; the parameters stay those of the last average
         rows = np.array([result.samples for result in results], dtype=np.float64)
         if not rows.any():  # no worker had a mini-batch left (only a benchmark of the round trip asks this)
             return results

@@ -64,6 +64,26 @@ def test_one_worker_is_fit_bit_for_bit(client, digits, sync_every, optimizer, dr
     assert h2["syncs"] == [1 if sync_every is None else -(-600 // 32 // sync_every)] * 3
 
 
+def test_sample_weight_as_in_fit(client, digits):
+    X, y = digits[0][:300], digits[1][:300]
+    w = np.random.default_rng(0).uniform(0.0, 3.0, size=len(y))
+    kw = dict(epochs=2, batch_size=32, learning_rate=0.01, optimizer="adam", seed=2, sample_weight=w)
+    single = net_of()
+    h1 = single.fit(X, y, progress=False, **kw)
+    for data in ("numpy", "dask"):
+        parallel = net_of()
+        if data == "dask":
+            da = pytest.importorskip("dask.array")
+            X_, kw_ = da.from_array(X, chunks=100), dict(kw, sample_weight=da.from_array(w, chunks=100))
+        else:
+            X_, kw_ = X, kw
+        h2 = fit_data_parallel(parallel, X_, y, client=client, n_workers=1, sync_every=4, **kw_)
+        assert parallel.theta.tobytes() == single.theta.tobytes(), data
+        assert h2["loss"] == h1["loss"] and h2["accuracy"] == h1["accuracy"], data
+    with pytest.raises(ValueError, match="sample_weight must not be all zero on a worker's shard"):
+        fit_data_parallel(net_of(), X, y, client=client, sample_weight=np.tile([1.0, 0.0], 150), epochs=1)
+
+
 @pytest.mark.parametrize("inline_bytes", [data_parallel.INLINE_BYTES, 0])  # parameters in the task / scattered
 def test_identical_shards_average_to_one_worker(client, digits, monkeypatch, inline_bytes):
     monkeypatch.setattr(data_parallel, "INLINE_BYTES", inline_bytes)
