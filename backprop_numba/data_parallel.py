@@ -171,8 +171,11 @@ def _connected(client, scheduler, n_workers, timeout):
         finally:
             own.close()
         return
+    # No dashboard; the scheduler's HTTP routes (health checks) on a free port, not on 8787, which another
+    # cluster on the machine may hold.  The kernels are serial: one thread per worker process.
     cluster = distributed.LocalCluster(n_workers=n_workers or DEFAULT_WORKERS, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, dashboard_address=None,
+                                       scheduler_kwargs={"dashboard_address": ":0"}, env={"NUMBA_NUM_THREADS": "1"})
     try:
         own = distributed.Client(cluster, set_as_default=False)
         try:

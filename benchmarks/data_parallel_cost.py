@@ -108,7 +108,8 @@ def main():
     warnings.simplefilter("ignore", UserWarning)  # "Large object ... in task graph" for the in-task variant
     result = dict(machine=dict(cpu=cpu_name(), cores=os.cpu_count(), load_before=os.getloadavg()),
                   quick=QUICK, repeats=REPEATS, sync={}, epoch={})
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       scheduler_kwargs={"dashboard_address": ":0"})  # 8787 may be taken
     client = distributed.Client(cluster)
     try:
         for name, sizes in {**TINY, **NETS}.items():

@@ -27,7 +27,8 @@ ACCURACY_MARGIN = 0.02
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       scheduler_kwargs={"dashboard_address": ":0"})  # 8787 may be taken
     try:
         c = distributed.Client(cluster)
         try:
@@ -247,7 +248,8 @@ def test_unreachable_scheduler_and_missing_dask(monkeypatch, digits):
 
 
 def test_a_cluster_without_workers_times_out(digits):
-    cluster = distributed.LocalCluster(n_workers=0, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=0, dashboard_address=None,
+                                       scheduler_kwargs={"dashboard_address": ":0"})
     try:
         c = distributed.Client(cluster)
         try:
