@@ -3,7 +3,8 @@ backpropagation, with a compute core of Numba loops that follow the derivation.
 
 Public names: ``MLP``, ``check_gradients``, ``DivergenceError``; the optimizers
 are in ``backprop_numba.optimizers`` (``Adam(beta1=0.8)``), the training loop and
-its low-level ``Workspace`` in ``backprop_numba.training``.
+its low-level ``Workspace`` in ``backprop_numba.training``, data-parallel
+training on Dask in ``backprop_numba.data_parallel`` (``fit_data_parallel``).
 """
 
 # First, before any @njit(cache=True) kernel is defined: make sure numba has a

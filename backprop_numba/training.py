@@ -281,7 +281,7 @@ class Workspace:
         return -(-n_rows // self.batch_size)
 
     def run_epoch(self, X, Y, learning_rate, shuffle_seed=-1, skip_nonfinite=False, resume=None, interrupt=None,
-                  on_chunk=None, sample_weight=None, dropout_seed=-1):
+                  on_chunk=None, sample_weight=None, dropout_seed=-1, stop=None):
         """One compiled epoch of mini-batch training over X, Y; returns an EpochResult.
 
         shuffle_seed >= 0 shuffles the rows first (seeded); -1 keeps their
@@ -297,7 +297,10 @@ class Workspace:
         shuffle_seed) continues an interrupted epoch where it stopped.
         ``sample_weight``: one weight per row of X, of the network's dtype
         (``check_sample_weight``), or None.  ``dropout_seed`` >= 0 applies
-        the network's dropout with masks drawn from it (-1: none).
+        the network's dropout with masks drawn from it (-1: none).  ``stop``
+        ends the call before that mini-batch of the epoch (None: at its end);
+        with ``resume`` it runs one stretch of an epoch, as data-parallel
+        training does between two averages (``data_parallel.py``).
         """
         self.dropout_seed = int(dropout_seed)
         SW = self.unweighted if sample_weight is None else sample_weight
@@ -310,7 +313,7 @@ class Workspace:
         result = EpochResult() if resume is None else resume
         self.acc[K.LOSS_SUM], self.acc[K.CORRECT], self.acc[K.WEIGHT_SUM] = (result.loss_sum, result.correct,
                                                                              result.weight_sum)
-        total = self.n_batches(X.shape[0])
+        total = self.n_batches(X.shape[0]) if stop is None else min(stop, self.n_batches(X.shape[0]))
         chunked = interrupt is not None or on_chunk is not None
         lr, skip = float(learning_rate), bool(skip_nonfinite)
         while result.batches < total and result.status == K.OK:
