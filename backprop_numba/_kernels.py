@@ -72,9 +72,9 @@ LEAF = dict(OPTS, _nrt=False) if hasattr(_CPUTargetOptions, "_nrt") else OPTS
 TILE = 4
 if TILE != 4:  # pragma: no cover - guards an edit of the line above
     raise ImportError("backprop_numba._kernels.TILE must be 4: the register tiles are unrolled by hand for 4x4.")
-# The dot-product tiles (the forward pass, and dC/dW as sums over samples) are
-# 4 x 3: 12 running sums plus the 7 vectors loaded per k fill AVX2's 16
-# vector registers without spilling.  The 4 x 4 form spilled: on 256x784->512
+# The dot-product tile (the forward pass, and through it W^T delta and dC/dW
+# at large batches) is 4 x 3: 12 running sums plus the 7 vectors loaded per
+# k fill AVX2's 16 vector registers without spilling.  The 4 x 4 form spilled: on 256x784->512
 # it ran at 20 GFLOP/s (float64) and 43 (float32), the 4 x 3 form at 30 and
 # 74 (one thread; NumPy's one-thread matmul: 34 and 67-79).  Unrolled by hand
 # too (12 named sums), like TILE.
@@ -85,16 +85,16 @@ DOT_TILE = (4, 3)
 # stays in L2 while every sample or unit passes over it).
 SAMPLE_BLOCK = 64
 K_BLOCK = 128
-# From this batch size on, dC/dW sums over samples as dot products of the
-# transposed delta and a[l-1] (_outer_sum_dot_units); below it, row updates.
-# It pays only where the transposes (B * (n[l-1] + n[l]) copies) are shared
-# by enough units, and the sums are long enough.  Measured (one thread,
-# GFLOP/s rows -> dot, float64; float32): 784->512 at B = 64: 14.8 -> 22.0;
-# 24.8 -> 31.4, at B = 32: 14.1 -> 17.3; 24.1 -> 21.4; 784->128 at B = 32:
-# 17.7 -> 16.6; 26.5 -> 21.1, at B = 64: 16.8 -> 21.6; 25.8 -> 29.2;
-# 784->16 at B = 256: 21.6 -> 17.9; 28.9 -> 22.1.
-DOT_MIN_BATCH = 64
-DOT_MIN_UNITS = 64
+# dC/dW sums over samples as dot products of the transposed delta and a[l-1]
+# (_outer_sum_dot) from DOT_MIN_BATCH samples when B * n_out >= DOT_MIN_WORK;
+# below, row updates.  The transposes (B * (n[l-1] + n[l]) copies) pay only
+# where they are shared by enough units and the sums are long enough.
+# Measured (one thread, GFLOP/s rows -> dot, float64; float32): 784->512 at
+# B = 64: 14.8 -> 22.0; 24.8 -> 31.4, at B = 32: 14 -> 17-25; 17-24 -> 21-24;
+# 784->128 at B = 32: 17.7 -> 16.6; 26.5 -> 21.1, at B = 64: 16.8 -> 21.6;
+# 25.8 -> 29.2; 784->16 at B = 256: 21.6 -> 17.9; 28.9 -> 22.1.
+DOT_MIN_BATCH = 32
+DOT_MIN_WORK = 8192
 
 
 # Rows of the ``arch`` table.
@@ -535,70 +535,8 @@ def _outer_sum_block(delta, a_prev, scale, dW, j0, j1, k0, k1):
         j += m
 
 
-@njit(**OPTS)
-def _outer_sum_dot_units(delta_T, a_T, dW, j0, j1):
-    """dW[j, k] = sum_s delta_T[j, s] a_T[k, s] for units j0 <= j < j1: the sum over samples as dot products.
-
-    The same sum as _outer_sum_units, with the batch index s innermost: delta
-    and a[l-1] transposed (samples contiguous), 4 units j x 3 inputs k per
-    pass over s (DOT_TILE), 12 running sums in registers and no store in the
-    inner loop (the blocking of _dense_block); ~2x the FLOP/s of the
-    row-update form once the batch is large enough to fill the vectors.
-    """
-    n_in = a_T.shape[0]
-    zero = dW.dtype.type(0)
-    B = np.uint64(delta_T.shape[1])  # unsigned s: no negative-index wraparound, so the s loop vectorises
-    for k_first in range(0, n_in, SAMPLE_BLOCK):
-        k_last = min(n_in, k_first + SAMPLE_BLOCK)
-        j = j0
-        while j + 4 <= j1:
-            k = k_first
-            while k + 3 <= k_last:
-                c00 = c01 = c02 = c10 = c11 = c12 = zero
-                c20 = c21 = c22 = c30 = c31 = c32 = zero
-                # note 002 eq. 3: sum_s delta_sj a_sk, 4 units j (first index) x 3 inputs k (second)
-                for s in range(B):
-                    u0, u1, u2, u3 = delta_T[j, s], delta_T[j + 1, s], delta_T[j + 2, s], delta_T[j + 3, s]
-                    v0, v1, v2 = a_T[k, s], a_T[k + 1, s], a_T[k + 2, s]
-                    c00 += u0 * v0
-                    c01 += u0 * v1
-                    c02 += u0 * v2
-                    c10 += u1 * v0
-                    c11 += u1 * v1
-                    c12 += u1 * v2
-                    c20 += u2 * v0
-                    c21 += u2 * v1
-                    c22 += u2 * v2
-                    c30 += u3 * v0
-                    c31 += u3 * v1
-                    c32 += u3 * v2
-                dW[j, k], dW[j, k + 1], dW[j, k + 2] = c00, c01, c02
-                dW[j + 1, k], dW[j + 1, k + 1], dW[j + 1, k + 2] = c10, c11, c12
-                dW[j + 2, k], dW[j + 2, k + 1], dW[j + 2, k + 2] = c20, c21, c22
-                dW[j + 3, k], dW[j + 3, k + 1], dW[j + 3, k + 2] = c30, c31, c32
-                k += 3
-            while k < k_last:  # the last 1-2 inputs of the block
-                c00 = c10 = c20 = c30 = zero
-                for s in range(B):
-                    v0 = a_T[k, s]
-                    c00 += delta_T[j, s] * v0
-                    c10 += delta_T[j + 1, s] * v0
-                    c20 += delta_T[j + 2, s] * v0
-                    c30 += delta_T[j + 3, s] * v0
-                dW[j, k], dW[j + 1, k], dW[j + 2, k], dW[j + 3, k] = c00, c10, c20, c30
-                k += 1
-            j += 4
-        while j < j1:
-            for k in range(k_first, k_last):
-                c00 = zero
-                for s in range(B):
-                    c00 += delta_T[j, s] * a_T[k, s]
-                dW[j, k] = c00
-            j += 1
-
-
 # The next function is equivalent to _outer_sum_units(delta, a_prev, scale, dW,
-# 0, n_out) and to _outer_sum_dot_units on the transposes, and left for
+# 0, n_out) and to _outer_sum_dot on the same arguments, and left for
 # reference: the one-loop form of the equation (tests compare them).
 @njit(**OPTS)
 def _outer_sum_reference(delta, a_prev, scale, dW):
@@ -640,21 +578,35 @@ def _transpose_into(x, scale, buf, start):
 
 
 @njit(**OPTS)
-def _outer_sum(delta, a_prev, scale, dW, scratch):
-    """dW = scale * delta^T a_prev, the sum over samples of the outer products delta[s] a_prev[s]^T.
+def _outer_sum_dot(delta, a_prev, scale, dW, scratch):
+    """dW = scale * delta^T a_prev with the batch index innermost: the forward pass's dot-product tiles.
 
-    Picks the faster of the two blocked forms; ``scratch`` holds at least
-    B * (n_in + n_out) values for the transposes of the dot-product form.
+    dW[j, k] = sum_s (scale delta)^T[j, s] a_prev^T[k, s] is _dense_units with
+    a_prev^T as its "W" (rows k, samples contiguous) and (scale delta)^T as
+    its inputs (rows j): 4 inputs k x 3 units j per pass over the samples,
+    no bias.  ``scratch`` holds the two transposes, B * (n_in + n_out) values.
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
-    if B >= DOT_MIN_BATCH and n_out >= DOT_MIN_UNITS:
-        # summed over s as dot products of the transposes (samples contiguous)
-        a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
-        delta_T = _transpose_into(delta, scale, scratch, n_in * B)
-        _outer_sum_dot_units(delta_T, a_T, dW, 0, n_out)
+    a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
+    delta_T = _transpose_into(delta, scale, scratch, n_in * B)
+    # note 002 eq. 3: dC/dW[l]_jk = sum_s delta[l]_sj a[l-1]_sk
+    _dense_units(a_T, scratch[:0], delta_T, dW, 0, n_in)
+
+
+@njit(**OPTS)
+def _outer_sum(delta, a_prev, scale, dW, scratch):
+    """dW = scale * delta^T a_prev, the sum over samples of the outer products delta[s] a_prev[s]^T.
+
+    Picks the faster of the two blocked forms: row updates (_outer_sum_units)
+    or, from DOT_MIN_BATCH samples and B * n_out >= DOT_MIN_WORK, dot products
+    over the samples (_outer_sum_dot; ``scratch``: at least B * (n_in + n_out) values).
+    """
+    B = delta.shape[0]
+    if B >= DOT_MIN_BATCH and B * dW.shape[0] >= DOT_MIN_WORK:
+        _outer_sum_dot(delta, a_prev, scale, dW, scratch)
     else:
-        _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
+        _outer_sum_units(delta, a_prev, scale, dW, 0, dW.shape[0])
 
 
 @njit(**OPTS)
