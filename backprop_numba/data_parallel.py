@@ -60,10 +60,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels as K
-from . import losses, optimizers, schedules
+from . import _dask, losses, optimizers, schedules
 from ._validation import check_inputs, check_params, check_sample_weight, check_targets, check_theta
 from .training import (FIT_PARAMS, OPTIMIZER_PARAMS, DivergenceError, EpochResult, History, Workspace,
-                       _accuracy, check_schedule_rate)
+                       _accuracy, check_schedule_rate, record_epoch)
 
 __all__ = ["fit_data_parallel", "DEFAULT_WORKERS"]
 
@@ -90,13 +90,6 @@ def _is_dask(X):
     return type(X).__module__.startswith("dask.") and hasattr(X, "to_delayed") and hasattr(X, "chunks")
 
 
-def _import_distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError("data-parallel training needs Dask's distributed: "
-                          "pip install 'backprop_numba[dask]'") from None
-    return distributed
 
 
 # --------------------------------------------------------------------------
@@ -156,34 +149,16 @@ def _forget(token):
 @contextlib.contextmanager
 def _connected(client, scheduler, n_workers, timeout):
     """The given client; or one to the scheduler's address; or a new LocalCluster's (closed at the end)."""
-    distributed = _import_distributed()
+    distributed = _dask.import_distributed("data-parallel training")
     if client is not None:
         yield client
         return
     if scheduler is not None:
-        try:
-            own = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise TimeoutError(f"scheduler {scheduler!r} did not answer within timeout={timeout:g} s ({exc}); "
-                               "is `dask scheduler` running there?") from None
-        try:
+        with _dask.connect(distributed, scheduler, timeout) as own:
             yield own
-        finally:
-            own.close()
         return
-    # No dashboard; the scheduler's HTTP routes (health checks) on a free port, not on 8787, which another
-    # cluster on the machine may hold.  The kernels are serial: one thread per worker process.
-    cluster = distributed.LocalCluster(n_workers=n_workers or DEFAULT_WORKERS, threads_per_worker=1,
-                                       processes=True, dashboard_address=None,
-                                       scheduler_kwargs={"dashboard_address": ":0"}, env={"NUMBA_NUM_THREADS": "1"})
-    try:
-        own = distributed.Client(cluster, set_as_default=False)
-        try:
-            yield own
-        finally:
-            own.close()
-    finally:
-        cluster.close()
+    with _dask.local_client(distributed, n_workers or DEFAULT_WORKERS) as own:
+        yield own
 
 
 def _workers(client, n_workers, timeout):
@@ -239,7 +214,7 @@ def _make_shard(meta, xs, ys, sws, batch_size, k):
 
 def _place_dask(client, addresses, net, X, Y, SW, batch_size):
     """Dask arrays: row block b to worker b mod n, computed there and joined there: [(future, rows, batch size)]."""
-    distributed = _import_distributed()
+    distributed = _dask.import_distributed("data-parallel training")
     n = len(addresses)
     xb, yb = X.to_delayed().ravel(), Y.to_delayed().ravel()
     sb = SW.to_delayed().ravel() if SW is not None else []
@@ -476,14 +451,7 @@ def fit_data_parallel(net, X, Y, *, client=None, scheduler=None, n_workers=None,
 
 def _record(history, net, result, lr, val):
     """One epoch's entries, as fit writes them."""
-    history["loss"].append(result.loss)
-    if "accuracy" in history:
-        per_sample = net.layer_sizes[-1] if net.loss == "bce" else 1
-        history["accuracy"].append(result.correct / (result.weight_sum * per_sample))
-    if "skipped_steps" in history:
-        history["skipped_steps"].append(result.skipped)
-    if "lr" in history:
-        history["lr"].append(lr)
+    record_epoch(history, net, result, lr)
     history["syncs"].append(result.batches)
     if val is not None:
         history["val_loss"].append(net._loss_value_checked(*val))

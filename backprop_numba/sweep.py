@@ -31,7 +31,7 @@ import tempfile
 import time
 import traceback
 
-from . import cli
+from . import _dask, cli
 
 # The files of a trial: those `train --out` writes.
 TRIAL_FILES = ("model.npz", "metrics.json", "loss.png")
@@ -44,7 +44,6 @@ NOT_IN_A_SWEEP = {"out": "the sweep gives each trial its folder, --out DIR/trial
                   "resume": "every trial starts afresh",
                   "checkpoint_every": "a trial's checkpoints are not kept"}
 GRID_EXAMPLE = 'lr = [0.01, 0.003] or layers = ["64,32,10", "64,64,10"]'
-DASK_MISSING = "a sweep runs on Dask: pip install 'backprop_numba[dask]'"
 
 
 class Trials:
@@ -181,7 +180,7 @@ def sweep(grid, train=None, *, out, client=None, workers=None, scheduler=None, c
     ------
     ValueError
         A bad grid or option (``cli.UsageError``), before anything runs.
-    OSError
+    TimeoutError (an OSError)
         A scheduler that cannot be reached, or has no worker, within ``connect_timeout``.
     """
     trials = Trials(grid, train, where)
@@ -213,32 +212,18 @@ def _connect(client, workers, scheduler, timeout, n_trials):
         return
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise cli.UsageError(f"workers must be an integer >= 1, got {workers!r}")
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError(DASK_MISSING) from None
+    distributed = _dask.import_distributed("a sweep")
     if scheduler is not None:
-        try:
-            c = distributed.Client(scheduler, timeout=timeout)
-        except Exception as exc:  # a timeout (OSError), or something at the address that speaks no Dask
-            raise OSError(f"no Dask scheduler reached at {scheduler} within {timeout:g} s "
-                          f"({cli._one_line(exc)}); start one with `dask scheduler`") from None
-        with c:
+        with _dask.connect(distributed, scheduler, timeout) as c:
             try:  # a scheduler without workers would leave the trials waiting for ever
                 c.wait_for_workers(1, timeout=timeout)
             except Exception as exc:
-                raise OSError(f"the Dask scheduler at {scheduler} has no worker after {timeout:g} s "
-                              f"({cli._one_line(exc)}); start one with `dask worker {scheduler}`") from None
+                raise TimeoutError(f"the Dask scheduler at {scheduler} has no worker after {timeout:g} s "
+                                   f"({cli._one_line(exc)}); start one with `dask worker {scheduler}`") from None
             yield c
         return
     n = workers if workers is not None else max(1, min(n_trials, os.cpu_count() or 1))
-    # One thread per worker process, and one Numba thread: the trials are the parallelism, so
-    # nothing runs more threads than there are workers (Dask already sets OMP/MKL/OPENBLAS to 1).
-    # No dashboard; the scheduler's HTTP routes (health checks) on a free port, not on 8787, where a
-    # second cluster would warn "Port 8787 is already in use".
-    with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  scheduler_kwargs={"dashboard_address": ":0"}, env={"NUMBA_NUM_THREADS": "1"}
-                                  ) as cluster, distributed.Client(cluster) as c:
+    with _dask.local_client(distributed, n) as c:
         yield c
 
 

@@ -414,6 +414,22 @@ class Interrupt:
         return False
 
 
+def record_epoch(history, net, result, lr):
+    """An epoch's training entries of a fit history: loss, accuracy, skipped steps, learning rate.
+
+    The accuracy is counted inside the compiled epoch, on each batch before its
+    step (as Keras does); for bce it is per output unit.
+    """
+    history["loss"].append(result.loss)
+    if "accuracy" in history:
+        per_sample = net.layer_sizes[-1] if net.loss == "bce" else 1
+        history["accuracy"].append(result.correct / (result.weight_sum * per_sample))
+    if "skipped_steps" in history:
+        history["skipped_steps"].append(result.skipped)
+    if "lr" in history:
+        history["lr"].append(lr)
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped by Ctrl-C or SIGTERM between two optimizer steps.
 
@@ -839,14 +855,7 @@ class Trainer:
         else:
             result = self.run_blocks(lr, shuffle_seed, interrupt, dropout_seed)
         self.check_divergence(epoch, result, lr)
-        history["loss"].append(result.loss)
-        if "accuracy" in history:  # counted inside the compiled epoch, on each batch before its step (as Keras)
-            per_sample = net.layer_sizes[-1] if net.loss == "bce" else 1
-            history["accuracy"].append(result.correct / (result.weight_sum * per_sample))
-        if "skipped_steps" in history:
-            history["skipped_steps"].append(result.skipped)
-        if "lr" in history:
-            history["lr"].append(lr)
+        record_epoch(history, net, result, lr)
         if self.Xv is not None:
             self.validate(epoch, lr)
         history["seconds"].append(time.perf_counter() - started)

@@ -132,18 +132,6 @@ def test_estimators_to_onnx(digits, tmp_path):
 
 # -- on a Dask cluster ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:  # the cluster is always closed, even when a test fails
-        c.close()
-        cluster.close()
-
-
 def test_grid_search_under_the_dask_backend(client, digits):
     import joblib
     from sklearn.model_selection import GridSearchCV

@@ -36,18 +36,6 @@ TRAIN = {"dataset": "digits", "epochs": 2, "seed": 1}
 
 
 @pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       scheduler_kwargs={"dashboard_address": ":0"})  # 8787 may be taken
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:  # the cluster is always closed, even when a test fails
-        c.close()
-        cluster.close()
-
-
-@pytest.fixture(scope="module")
 def cli_sweep(tmp_path_factory):
     """The command end to end, in a subprocess that starts (and closes) its own 2-worker LocalCluster."""
     tmp = tmp_path_factory.mktemp("sweep")
@@ -243,7 +231,7 @@ def test_without_dask_the_message_says_what_to_install(tmp_path, monkeypatch, ca
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
     status = cli.main(["sweep", "--config", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 1 and err == ["backprop-numba: error: a sweep runs on Dask: pip install 'backprop_numba[dask]'"]
+    assert status == 1 and err == ["backprop-numba: error: a sweep runs on Dask's distributed: pip install 'backprop_numba[dask]'"]
     assert not (tmp_path / "out").exists()
 
 
