@@ -310,6 +310,8 @@ def _foreign_array(name, X):
 
 def _as_numeric(name, X):
     """X as a NumPy array of a real numeric kind, or a TypeError."""
+    if type(X) is np.ndarray and X.dtype.kind in "fiu":  # what the steps below return it as (~2 us saved)
+        return X
     if isinstance(X, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string.")
     if isinstance(X, np.ma.MaskedArray):
@@ -374,6 +376,10 @@ def _kernel_array(arr, dtype):
     copied (kernels never write to their inputs, but a read-only or unaligned
     array would also compile a second specialisation of every kernel).
     """
+    if type(arr) is np.ndarray and arr.dtype == dtype and arr.ndim:
+        flags = arr.flags
+        if flags.c_contiguous and flags.writeable and flags.aligned:  # as it is, without np.errstate (~3 us)
+            return arr
     with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: refused next
         out = np.ascontiguousarray(arr, dtype=dtype)
     if not (out.flags.writeable and out.flags.aligned):
