@@ -539,7 +539,7 @@ class ProgressBar(Callback):
     def __init__(self, epochs, progress, done=0):
         self.bar = None
         self.shown = 0.0
-        if progress is False:
+        if progress is False or (progress is None and not _terminal()):  # no import, no tqdm object: ~25 us a fit
             return
         try:
             from tqdm.auto import tqdm
@@ -569,6 +569,12 @@ class ProgressBar(Callback):
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def _terminal():
+    """Whether tqdm, given disable=None, would show a bar: its file (stderr; stdout in a notebook) is a terminal
+    or does not say (no isatty)."""
+    return any(getattr(f, "isatty", None) is None or f.isatty() for f in (sys.stderr, sys.stdout))
 
 
 class Checkpointer:
