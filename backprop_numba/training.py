@@ -688,7 +688,7 @@ class Blocks:
 class Trainer:
     """One ``fit`` run: validated options, data, random state, workspace, history and callbacks.
 
-    ``fit(net, X, Y, **options)`` below is the whole public behaviour; the
+    ``fit(net, X, Y, options)`` below is the whole public behaviour; the
     methods are its steps, each sharing state only through attributes.
     """
 
@@ -996,8 +996,8 @@ def check_fit_options(net, opts):
     return opts
 
 
-def fit(net, X, Y, **options):
-    """``MLP.fit``: validate, split, resume, build, run (see ``MLP.fit`` for the options)."""
+def fit(net, X, Y, options):
+    """``MLP.fit``: validate, split, resume, build, run (``options``: a dict of ``MLP.fit``'s keywords, used up)."""
     check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
     blocks = None
     if is_out_of_core(X, Y):
@@ -1052,8 +1052,9 @@ class Incremental:
             self.optimizer = optimizer
 
 
-def partial_fit(net, X, Y, **options):
-    """``MLP.partial_fit``: one pass over X, Y continuing the parameters and the optimizer state."""
+def partial_fit(net, X, Y, options):
+    """``MLP.partial_fit``: one pass over X, Y continuing the parameters and the optimizer state (``options``: a dict
+    of its keywords, used up)."""
     check_theta(net.theta, net._n_params, net.dtype)
     X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
     Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
