@@ -29,8 +29,8 @@ import numpy as np
 from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
-from ._validation import (check_float, check_inputs, check_output_path, check_params, check_sample_weight,
-                          check_targets, check_theta)
+from ._validation import (all_finite, check_float, check_inputs, check_output_path, check_params,
+                          check_sample_weight, check_targets, check_theta)
 
 # A training loss this many times the first epoch's (still finite) gets a
 # RuntimeWarning: the run is diverging slowly, on its way to a DivergenceError.
@@ -256,6 +256,7 @@ class Workspace:
         self.dropout_seed = -1
         self._theta0, self._state0, self._acc0 = (np.empty_like(net.theta), np.empty_like(self.state),
                                                   np.empty_like(self.acc))
+        K._all_finite(self.grad[:0])  # compiled (or loaded) with the epoch's kernels, for _validation.all_finite
         self.seconds_per_batch = None  # measured on the chunks run so far
 
     @classmethod
@@ -361,7 +362,7 @@ class Workspace:
         np.copyto(state0, self.state)
         np.copyto(acc0, self.acc)
         result = self._kernel(X, Y, SW, first, last, lr, self.step, skip)
-        if np.isfinite(theta).all():
+        if all_finite(theta):
             self.step += result[2]
             return result
         theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
@@ -369,7 +370,7 @@ class Workspace:
         for i in range(first, last):
             theta0[...], state0[...], acc0[...] = theta, self.state, self.acc
             _, b_seen, b_steps, b_skipped, status = self._kernel(X, Y, SW, i, i + 1, lr, self.step, False)
-            if status == K.OK and not np.isfinite(theta).all():
+            if status == K.OK and not all_finite(theta):
                 theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
                 status = NONFINITE_PARAMETERS
             if status != K.OK:
