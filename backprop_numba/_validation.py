@@ -404,7 +404,9 @@ def all_finite(x):
     """np.isfinite(x).all() for what _kernel_array returns (C-contiguous, aligned, float32/float64)."""
     if x.size <= _COMPILED_TEST_UP_TO:
         kernel = _compiled_all_finite()
-        if kernel.overloads:  # once training has run it (Workspace): building or loading a network compiles nothing
+        # once a Workspace has loaded it, so building or loading a network compiles nothing (and never under
+        # NUMBA_DISABLE_JIT, where it is a Python loop)
+        if getattr(kernel, "overloads", None):
             return kernel(x if x.ndim == 1 else x.reshape(-1))
     return bool(np.isfinite(x).all())
 
