@@ -391,7 +391,7 @@ def _kernel_array(arr, dtype):
 # Up to this many values all_finite runs the compiled loop (_kernels._all_finite: ~1.5 us a call, against
 # ~4 us for np.isfinite(x).all(), two NumPy calls and a temporary); beyond it NumPy's vectorised test is the
 # faster (670k values: 130 us against 270 us).
-_COMPILED_TEST_UP_TO = 4096
+COMPILED_TEST_UP_TO = 4096
 
 
 @functools.cache
@@ -402,7 +402,7 @@ def _compiled_all_finite():
 
 def all_finite(x):
     """np.isfinite(x).all() for what _kernel_array returns (C-contiguous, aligned, float32/float64)."""
-    if x.size <= _COMPILED_TEST_UP_TO:
+    if x.size <= COMPILED_TEST_UP_TO:
         kernel = _compiled_all_finite()
         # once a Workspace has loaded it, so building or loading a network compiles nothing (and never under
         # NUMBA_DISABLE_JIT, where it is a Python loop)
