@@ -1118,7 +1118,53 @@ class Incremental:
 def partial_fit(net, X, Y, options):
     """``MLP.partial_fit``: one pass over X, Y continuing the parameters and the optimizer state (``options``: a dict
     of its keywords, used up)."""
-    check_theta(net.theta, net._n_params, net.dtype)
+    large = net._n_params > COMPILED_TEST_UP_TO  # theta's test may wait for the guard, as in fit_defers_theta_check
+    if not large:
+        check_theta(net.theta, net._n_params, net.dtype)
+    try:
+        X, Y, weights, opts, optimizer, schedule = _partial_fit_checks(net, X, Y, options)
+    except (TypeError, ValueError):
+        error = _theta_error(net) if large else None
+        if error is not None:  # the error partial_fit names first
+            raise error from None
+        raise
+    state = net._incremental
+    # Deferred when the call changes nothing before its first step but the random state: a pass continuing with the
+    # same optimizer and batch size, and a schedule of ours.
+    deferred = (large and state is not None and optimizer == state.optimizer
+                and opts["batch_size"] == state.workspace.batch_size
+                and (opts["lr_schedule"] is None or type(opts["lr_schedule"]) is str))
+    if large and not deferred:
+        check_theta(net.theta, net._n_params, net.dtype)
+    if state is None:
+        rng = net._rng if opts["seed"] is None else np.random.default_rng(opts["seed"])
+        state = net._incremental = Incremental(net, optimizer, opts["batch_size"], rng)
+    else:
+        state.adopt(net, optimizer, opts["batch_size"])
+    lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
+    rng_state = state.rng.bit_generator.state if deferred and (opts["shuffle"] or any(net.dropout)) else None
+    shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
+    dropout_seed = int(state.rng.integers(0, 2**31 - 1)) if any(net.dropout) else -1
+    state.workspace.entry_theta_unchecked = deferred
+    try:
+        result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                           sample_weight=weights, dropout_seed=dropout_seed)
+    except EntryThetaNotFinite:
+        if rng_state is not None:  # as if the call had refused theta up front
+            state.rng.bit_generator.state = rng_state
+        raise _theta_error(net) from None
+    if result.status != K.OK or result.steps == 0:
+        what = "every mini-batch was skipped" if result.status == K.OK else "a loss, gradient or step was not finite"
+        raise DivergenceError(f"training diverged in partial_fit pass {state.passes + 1}: {what}. The network keeps "
+                              f"the parameters of the last finite step. Try a smaller learning_rate (got {lr:g}).",
+                              epoch=state.passes + 1, step=result.steps + result.skipped + 1, history=None)
+    state.passes += 1
+    return {"loss": result.loss, "samples": result.samples, "steps": result.steps, "skipped": result.skipped,
+            "lr": lr, "passes": state.passes, "optimizer_steps": state.workspace.step}
+
+
+def _partial_fit_checks(net, X, Y, options):
+    """partial_fit's data and options, checked: (X, Y, sample weights, options, optimizer, schedule)."""
     X, _ = check_inputs(X, net.layer_sizes[0], net.dtype)
     Y = check_targets(Y, net.loss, net.layer_sizes[-1], X.shape[0], net.dtype)
     weights = options.pop("sample_weight", None)
@@ -1130,25 +1176,7 @@ def partial_fit(net, X, Y, options):
     if getattr(schedule, "t_max", 1) is None:
         raise ValueError(f"lr_schedule must know the run's length in partial_fit (there is no epochs), got "
                          f"{schedule!r}: give it t_max.")
-    state = net._incremental
-    if state is None:
-        rng = net._rng if opts["seed"] is None else np.random.default_rng(opts["seed"])
-        state = net._incremental = Incremental(net, optimizer, opts["batch_size"], rng)
-    else:
-        state.adopt(net, optimizer, opts["batch_size"])
-    lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
-    shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
-    dropout_seed = int(state.rng.integers(0, 2**31 - 1)) if any(net.dropout) else -1
-    result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
-                                       sample_weight=weights, dropout_seed=dropout_seed)
-    if result.status != K.OK or result.steps == 0:
-        what = "every mini-batch was skipped" if result.status == K.OK else "a loss, gradient or step was not finite"
-        raise DivergenceError(f"training diverged in partial_fit pass {state.passes + 1}: {what}. The network keeps "
-                              f"the parameters of the last finite step. Try a smaller learning_rate (got {lr:g}).",
-                              epoch=state.passes + 1, step=result.steps + result.skipped + 1, history=None)
-    state.passes += 1
-    return {"loss": result.loss, "samples": result.samples, "steps": result.steps, "skipped": result.skipped,
-            "lr": lr, "passes": state.passes, "optimizer_steps": state.workspace.step}
+    return X, Y, weights, opts, optimizer, schedule
 
 
 def _accuracy(out, Y, loss, sample_weight=None):

@@ -322,6 +322,29 @@ def test_non_finite_theta_of_a_large_network_is_refused_as_before(options):
     assert np.isfinite(net.fit(Xl, Yl, **options)["loss"]).all()
 
 
+@pytest.mark.parametrize("options", [{}, {"shuffle": True}, {"optimizer": "adam"}, {"seed": 5}])
+def test_non_finite_theta_of_a_large_network_is_refused_by_partial_fit_as_before(options):
+    """partial_fit defers its theta test like fit when a pass continues unchanged (same optimizer and batch
+    size): the same ValueError, first among bad inputs; theta, the optimizer state and step, the pass count and
+    the random state as they were."""
+    net = MLP([784, 16, 10], seed=1, dropout=0.1)
+    Xl, Yl = RNG.normal(size=(5, 784)), RNG.normal(size=(5, 10))
+    net.partial_fit(Xl, Yl, **options)
+    net.theta[784 * 16 + 16 + 3 * 16 + 2] = np.nan
+    kept = net._incremental
+    theta, rng, state, step = net.theta.copy(), kept.rng.bit_generator.state, kept.workspace.state.copy(), \
+        kept.workspace.step
+    for X_, batch_size in ((Xl, 32), (Xl[:, :3], 32), (Xl, 2)):  # deferred; bad X; a new batch size (tested first)
+        with pytest.raises(ValueError, match=r"^theta must be finite, got NaN or inf"):
+            net.partial_fit(X_, Yl, batch_size=batch_size, **options)
+    np.testing.assert_array_equal(net.theta, theta)
+    assert net._incremental is kept and kept.passes == 1 and kept.workspace.step == step
+    assert kept.rng.bit_generator.state == rng
+    np.testing.assert_array_equal(kept.workspace.state, state)
+    net.theta[784 * 16 + 16 + 3 * 16 + 2] = 0.0
+    assert net.partial_fit(Xl, Yl, **options)["passes"] == 2
+
+
 # -- the command line (run in a subprocess) ---------------------------------------------
 
 CLI_ROWS = [
