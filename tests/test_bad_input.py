@@ -296,6 +296,55 @@ def test_bad_input_leaves_the_network_unchanged():
     np.testing.assert_array_equal(net.theta, theta)
 
 
+@pytest.mark.parametrize("options", [{}, {"shuffle": True}, {"optimizer": "adam", "on_nonfinite": "skip"},
+                                     {"seed": 3}, {"epochs": 3, "batch_size": 2}])
+def test_non_finite_theta_of_a_large_network_is_refused_as_before(options):
+    """From 4096 parameters fit leaves its theta test to the overflow guard after the first step (one O(P) pass
+    less, training.fit_defers_theta_check): the same ValueError, named before other bad input, with theta and the
+    random state as they were; a fixed theta then trains as usual."""
+    from backprop_numba import training
+    net = MLP([784, 16, 10], seed=1, dropout=0.2)  # 12,730 parameters; dropout draws a seed per epoch
+    Xl, Yl = RNG.normal(size=(5, 784)), RNG.normal(size=(5, 10))
+    options = {"epochs": 1, "progress": False, **options}
+    net.fit(Xl, Yl, **options)
+    assert training.fit_defers_theta_check(net, Xl, Yl, dict(options))
+    for index, bad in ((784 * 16 + 16 + 3 * 16 + 2, np.nan), (784 * 16, -np.inf)):  # W[2][3, 2], b[1][0]
+        net.theta[index] = bad
+        theta, rng = net.theta.copy(), net._rng.bit_generator.state
+        with pytest.raises(ValueError, match=r"^theta must be finite, got NaN or inf \(after conversion to "
+                                             r"float64\)\.$"):
+            net.fit(Xl, Yl, **options)
+        with pytest.raises(ValueError, match=r"^theta must be finite"):  # before the bad X, as when tested first
+            net.fit(Xl[:, :3], Yl, **options)
+        np.testing.assert_array_equal(net.theta, theta)
+        assert net._rng.bit_generator.state == rng
+        net.theta[index] = 0.0
+    assert np.isfinite(net.fit(Xl, Yl, **options)["loss"]).all()
+
+
+@pytest.mark.parametrize("options", [{}, {"shuffle": True}, {"optimizer": "adam"}, {"seed": 5}])
+def test_non_finite_theta_of_a_large_network_is_refused_by_partial_fit_as_before(options):
+    """partial_fit defers its theta test like fit when a pass continues unchanged (same optimizer and batch
+    size): the same ValueError, first among bad inputs; theta, the optimizer state and step, the pass count and
+    the random state as they were."""
+    net = MLP([784, 16, 10], seed=1, dropout=0.1)
+    Xl, Yl = RNG.normal(size=(5, 784)), RNG.normal(size=(5, 10))
+    net.partial_fit(Xl, Yl, **options)
+    net.theta[784 * 16 + 16 + 3 * 16 + 2] = np.nan
+    kept = net._incremental
+    theta, rng, state, step = net.theta.copy(), kept.rng.bit_generator.state, kept.workspace.state.copy(), \
+        kept.workspace.step
+    for X_, batch_size in ((Xl, 32), (Xl[:, :3], 32), (Xl, 2)):  # deferred; bad X; a new batch size (tested first)
+        with pytest.raises(ValueError, match=r"^theta must be finite, got NaN or inf"):
+            net.partial_fit(X_, Yl, batch_size=batch_size, **options)
+    np.testing.assert_array_equal(net.theta, theta)
+    assert net._incremental is kept and kept.passes == 1 and kept.workspace.step == step
+    assert kept.rng.bit_generator.state == rng
+    np.testing.assert_array_equal(kept.workspace.state, state)
+    net.theta[784 * 16 + 16 + 3 * 16 + 2] = 0.0
+    assert net.partial_fit(Xl, Yl, **options)["passes"] == 2
+
+
 # -- the command line (run in a subprocess) ---------------------------------------------
 
 CLI_ROWS = [
