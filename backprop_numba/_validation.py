@@ -6,7 +6,6 @@ Kernels are only ever called with what these functions return.
 """
 
 import collections.abc
-import functools
 import math
 import numbers
 import operator
@@ -388,26 +387,8 @@ def _kernel_array(arr, dtype):
     return out
 
 
-# Up to this many values all_finite runs the compiled loop (_kernels._all_finite: ~1.5 us a call, against
-# ~4 us for np.isfinite(x).all(), two NumPy calls and a temporary); beyond it NumPy's vectorised test is the
-# faster (670k values: 130 us against 270 us).
-COMPILED_TEST_UP_TO = 4096
-
-
-@functools.cache
-def _compiled_all_finite():
-    from ._kernels import _all_finite  # not at the top: _kernels imports optimizers, which imports this module
-    return _all_finite
-
-
 def all_finite(x):
-    """np.isfinite(x).all() for what _kernel_array returns (C-contiguous, aligned, float32/float64)."""
-    if x.size <= COMPILED_TEST_UP_TO:
-        kernel = _compiled_all_finite()
-        # once a Workspace has loaded it, so building or loading a network compiles nothing (and never under
-        # NUMBA_DISABLE_JIT, where it is a Python loop)
-        if getattr(kernel, "overloads", None):
-            return kernel(x if x.ndim == 1 else x.reshape(-1))
+    """Whether every value of an array is finite (no NaN, no inf)."""
     return bool(np.isfinite(x).all())
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
-from ._validation import (COMPILED_TEST_UP_TO, all_finite, check_float, check_inputs, check_output_path, check_params,
+from ._validation import (all_finite, check_float, check_inputs, check_output_path, check_params,
                           check_sample_weight, check_targets, check_theta)
 
 # A training loss this many times the first epoch's (still finite) gets a
@@ -212,11 +212,6 @@ class EpochResult:
         self.status = status
 
 
-class EntryThetaNotFinite(Exception):
-    """Raised by the overflow guard, theta restored, when the parameters a fit started from were not finite
-    (fit's own test of them deferred to the guard: fit_defers_theta_check)."""
-
-
 class Interrupted(Exception):
     """Raised between two chunks of an epoch when an Interrupt flag was set (Ctrl-C, SIGTERM)."""
 
@@ -263,9 +258,7 @@ class Workspace:
         self.dropout_seed = -1
         self._theta0, self._state0, self._acc0 = (np.empty_like(net.theta), np.empty_like(self.state),
                                                   np.empty_like(self.acc))
-        K._all_finite(self.grad[:0])  # compiled (or loaded) with the epoch's kernels, for _validation.all_finite
         self.seconds_per_batch = None  # measured on the chunks run so far
-        self.entry_theta_unchecked = False  # fit left its test of theta to _guarded (fit_defers_theta_check)
 
     @classmethod
     def for_fit(cls, net, batch_size, optimizer):
@@ -373,15 +366,10 @@ class Workspace:
         np.copyto(state0, self.state)
         np.copyto(acc0, self.acc)
         result = self._kernel(X, Y, SW, first, last, lr, self.step, skip)
-        if all_finite(theta):  # so theta0 was finite too: an update never makes a NaN or inf finite
-            self.entry_theta_unchecked = False
+        if all_finite(theta):
             self.step += result[2]
             return result
         theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
-        if self.entry_theta_unchecked:
-            self.entry_theta_unchecked = False
-            if not all_finite(theta0):
-                raise EntryThetaNotFinite
         done, seen, steps, skipped = 0, 0, 0, 0
         for i in range(first, last):
             theta0[...], state0[...], acc0[...] = theta, self.state, self.acc
@@ -1021,56 +1009,10 @@ def check_fit_options(net, opts):
     return opts
 
 
-def fit_defers_theta_check(net, X, Y, options):
-    """Whether fit may leave the test of theta's finiteness (e.g. NaN written into net.weights[0]) to the overflow
-    guard after the first compiled step, which tests theta anyway and finds it not finite if it was not.
-
-    Only for networks where that pass costs (NumPy's, ~150 us on [784,512,512,10]: a third of a B=1 step; a small
-    theta's compiled test costs ~1.5 us), and only when nothing the caller can see happens before that step that
-    fit's error would have prevented: no checkpoints or resume, callbacks, progress bar, validation split (its
-    seed), or schedule of the user's own.  fit then restores the random state drawn from and raises the same
-    ValueError, theta untouched; and names it before any other bad input, as the test up front did.
-    """
-    schedule = options.get("lr_schedule")
-    progress = options.get("progress")
-    return (net._n_params > COMPILED_TEST_UP_TO and not is_out_of_core(X, Y) and options.get("resume_from") is None
-            and options.get("checkpoint_every") is None and options.get("checkpoint_path") is None
-            and options.get("callbacks") is None and options.get("validation_fraction") is None
-            and (schedule is None or type(schedule) is str)
-            and (progress is False or (progress is None and not _terminal())))
-
-
-def _theta_error(net):
-    """The error fit raises for the network's parameters (check_theta's), or None if they pass."""
-    try:
-        check_theta(net.theta, net._n_params, net.dtype)
-    except (TypeError, ValueError) as exc:
-        return exc
-    return None
-
-
 def fit(net, X, Y, options):
     """``MLP.fit``: validate, split, resume, build, run (``options``: a dict of ``MLP.fit``'s keywords, used up)."""
-    deferred = fit_defers_theta_check(net, X, Y, options)
-    if not deferred:
-        check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
-    try:
-        trainer = _trainer(net, X, Y, options)
-    except (TypeError, ValueError):
-        error = _theta_error(net) if deferred else None
-        if error is not None:  # the error fit names first
-            raise error from None
-        raise
-    trainer.workspace.entry_theta_unchecked = deferred
-    if not deferred:
-        return trainer.run()
-    rng_state = net._rng.bit_generator.state if trainer.rng is net._rng else None
-    try:
-        return trainer.run()
-    except EntryThetaNotFinite:
-        if rng_state is not None:  # the seeds drawn for the epoch: as if fit had refused theta up front
-            net._rng.bit_generator.state = rng_state
-        raise _theta_error(net) from None
+    check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
+    return _trainer(net, X, Y, options).run()
 
 
 def _trainer(net, X, Y, options):
@@ -1132,41 +1074,19 @@ class Incremental:
 def partial_fit(net, X, Y, options):
     """``MLP.partial_fit``: one pass over X, Y continuing the parameters and the optimizer state (``options``: a dict
     of its keywords, used up)."""
-    large = net._n_params > COMPILED_TEST_UP_TO  # theta's test may wait for the guard, as in fit_defers_theta_check
-    if not large:
-        check_theta(net.theta, net._n_params, net.dtype)
-    try:
-        X, Y, weights, opts, optimizer, schedule = _partial_fit_checks(net, X, Y, options)
-    except (TypeError, ValueError):
-        error = _theta_error(net) if large else None
-        if error is not None:  # the error partial_fit names first
-            raise error from None
-        raise
+    check_theta(net.theta, net._n_params, net.dtype)
+    X, Y, weights, opts, optimizer, schedule = _partial_fit_checks(net, X, Y, options)
     state = net._incremental
-    # Deferred when the call changes nothing before its first step but the random state: a pass continuing with the
-    # same optimizer and batch size, and a schedule of ours.
-    deferred = (large and state is not None and optimizer == state.optimizer
-                and opts["batch_size"] == state.workspace.batch_size
-                and (opts["lr_schedule"] is None or type(opts["lr_schedule"]) is str))
-    if large and not deferred:
-        check_theta(net.theta, net._n_params, net.dtype)
     if state is None:
         rng = net._rng if opts["seed"] is None else np.random.default_rng(opts["seed"])
         state = net._incremental = Incremental(net, optimizer, opts["batch_size"], rng)
     else:
         state.adopt(net, optimizer, opts["batch_size"])
     lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
-    rng_state = state.rng.bit_generator.state if deferred and (opts["shuffle"] or any(net.dropout)) else None
     shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
     dropout_seed = int(state.rng.integers(0, 2**31 - 1)) if any(net.dropout) else -1
-    state.workspace.entry_theta_unchecked = deferred
-    try:
-        result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
-                                           sample_weight=weights, dropout_seed=dropout_seed)
-    except EntryThetaNotFinite:
-        if rng_state is not None:  # as if the call had refused theta up front
-            state.rng.bit_generator.state = rng_state
-        raise _theta_error(net) from None
+    result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
+                                       sample_weight=weights, dropout_seed=dropout_seed)
     if result.status != K.OK or result.steps == 0:
         what = "every mini-batch was skipped" if result.status == K.OK else "a loss, gradient or step was not finite"
         raise DivergenceError(f"training diverged in partial_fit pass {state.passes + 1}: {what}. The network keeps "

@@ -9,16 +9,9 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client():
-    """A Dask client of a 2-worker LocalCluster (processes, one thread each, no dashboard; the scheduler's
-    HTTP routes on a free port, since 8787 may be taken), closed even when a test fails."""
+    """A Dask client of a 2-worker LocalCluster (the library's: processes, one thread each, no dashboard),
+    closed even when a test fails."""
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       scheduler_kwargs={"dashboard_address": ":0"})
-    try:
-        c = distributed.Client(cluster)
-        try:
-            yield c
-        finally:
-            c.close()
-    finally:
-        cluster.close()
+    from backprop_numba import _dask
+    with _dask.local_client(distributed, 2) as c:
+        yield c

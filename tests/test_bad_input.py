@@ -299,15 +299,12 @@ def test_bad_input_leaves_the_network_unchanged():
 @pytest.mark.parametrize("options", [{}, {"shuffle": True}, {"optimizer": "adam", "on_nonfinite": "skip"},
                                      {"seed": 3}, {"epochs": 3, "batch_size": 2}])
 def test_non_finite_theta_of_a_large_network_is_refused_as_before(options):
-    """From 4096 parameters fit leaves its theta test to the overflow guard after the first step (one O(P) pass
-    less, training.fit_defers_theta_check): the same ValueError, named before other bad input, with theta and the
-    random state as they were; a fixed theta then trains as usual."""
-    from backprop_numba import training
+    """A network past a few thousand parameters with a NaN or inf in theta, after a fit: the ValueError, named
+    before other bad input, with theta and the random state as they were; a fixed theta then trains as usual."""
     net = MLP([784, 16, 10], seed=1, dropout=0.2)  # 12,730 parameters; dropout draws a seed per epoch
     Xl, Yl = RNG.normal(size=(5, 784)), RNG.normal(size=(5, 10))
     options = {"epochs": 1, "progress": False, **options}
     net.fit(Xl, Yl, **options)
-    assert training.fit_defers_theta_check(net, Xl, Yl, dict(options))
     for index, bad in ((784 * 16 + 16 + 3 * 16 + 2, np.nan), (784 * 16, -np.inf)):  # W[2][3, 2], b[1][0]
         net.theta[index] = bad
         theta, rng = net.theta.copy(), net._rng.bit_generator.state
@@ -324,9 +321,8 @@ def test_non_finite_theta_of_a_large_network_is_refused_as_before(options):
 
 @pytest.mark.parametrize("options", [{}, {"shuffle": True}, {"optimizer": "adam"}, {"seed": 5}])
 def test_non_finite_theta_of_a_large_network_is_refused_by_partial_fit_as_before(options):
-    """partial_fit defers its theta test like fit when a pass continues unchanged (same optimizer and batch
-    size): the same ValueError, first among bad inputs; theta, the optimizer state and step, the pass count and
-    the random state as they were."""
+    """partial_fit on a large network whose theta turned non-finite between passes: the ValueError, first among
+    bad inputs; theta, the optimizer state and step, the pass count and the random state as they were."""
     net = MLP([784, 16, 10], seed=1, dropout=0.1)
     Xl, Yl = RNG.normal(size=(5, 784)), RNG.normal(size=(5, 10))
     net.partial_fit(Xl, Yl, **options)
