@@ -35,9 +35,10 @@ and a non-finite loss or gradient is reported through a status code.
 
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numba.core.cpu import CPUTargetOptions as _CPUTargetOptions
 
+from . import _threads  # noqa: F401 - loads libtbb before numba picks a threading layer
 from .activations import _activate, _backprop_activation, _g_prime
 from .losses import _count_correct, _loss_sum, _output_delta
 from .optimizers import WEIGHT_DECAY, _step, _step_factors, _step_range
@@ -57,21 +58,11 @@ OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
 # numba option (TargetOptions._nrt, numba 0.60-0.68): without it, the same code
 # runs with the counting.
 LEAF = dict(OPTS, _nrt=False) if hasattr(_CPUTargetOptions, "_nrt") else OPTS
-# Every kernel is serial.  prange over unit slices was measured (issue 5) on the
-# 2-core target: one thread beat two even on a near-idle machine (0.30 s vs
-# 0.68 s an epoch of [784,512,512,10], B=256) and two were up to 12x slower when
-# one other process ran (OpenMP barriers spinning on a busy core); it also
-# needed every caller compiled with parallel=True to dodge a numba cache bug
-# (#8578/#4807) and made libgomp unusable after fork.  The blocked loops below
-# are written so a later prange over unit slices stays a one-line change.
-# Measured since (2026-11-30, load 0.1-0.4, a prange over slices of 32 units or
-# 128 inputs calling these loops, numba's tbb layer: libtbb.so.12 from the tbb
-# wheel preloaded with ctypes, which numba does not find in a venv by itself):
-# two threads against one, GFLOP/s, B = 256, 512->512 float64: forward 25.7 ->
-# 39.4, W^T delta (row updates) 14.6 -> 22.6, dC/dW (row updates) 16.8 -> 21.7;
-# 784->512 float32 forward 58.6 -> 82.2; B = 32 784->512 float64 forward 23.9
-# -> 21.6.  Not wired in: the rule that it never costs more than 10% beside
-# one busy process could not be measured this round.
+# The matrix loops run on both cores where the work pays (see PARALLEL below).
+# Issue 5 had measured prange with numba's default layer (GNU OpenMP) slower
+# than one thread: its barriers spin on a busy core (up to 12x slower beside
+# one other process) and libgomp hangs after fork.  numba's tbb layer has
+# neither problem (_threads.py loads it), which is what made the split pay.
 # The row-update tiles below (W^T delta, and dC/dW at small batches) take 4
 # samples x 4 units at once, so every value loaded from W or a is used 4
 # times.  TILE names that shape; it is not a tuning knob: the tiles are
@@ -226,8 +217,61 @@ def _dense_reference(W, b, a_prev, z):
             z[s, j] = acc
 
 
+# Both cores.  Each matrix loop is split across threads by its output: the
+# forward tiles (_dense_units, also W^T delta and dC/dW as dot products over
+# transposed operands) by units j, the row updates of W^T delta by inputs k,
+# those of dC/dW by units j.  A thread writes only its own slice, with the
+# sums and their order of one thread, so results are bit-identical to the
+# serial loops.  The slices are cut at whole tiles, SLICES_PER_THREAD per
+# thread (numba hands each thread an equal run of them).  A second thread
+# pays from about PARALLEL_MIN_WORK multiply-adds a call (~50 us on one
+# core); measured (2026-12-01, tbb layer, other processes stopped, GFLOP/s
+# one thread -> two, forward tiles): 784->512 float64 at B = 32: 26.6 -> 41.2,
+# B = 16: 28.1 -> 40.7; 256 x 128 -> 64 (2M): 29.0 -> 42.4; float32 32 x
+# 784 -> 512: 62.6 -> 98.9; but 32 x 128 -> 64 (0.2M): 27.9 -> 20.2.  Beside
+# one busy process the epoch on two threads ran at 0.96-1.01x one thread, so
+# the default needs no load test.  The parallel loops run only on numba's
+# tbb layer (_threads.py: thread-safe, fork-safe, no spinning); the caller
+# passes threads = 1 on any other, and every kernel is then serial.
+PARALLEL = dict(OPTS, parallel=True)
+PARALLEL_MIN_WORK = 1 << 20
+SLICES_PER_THREAD = 4
+
+
 @njit(**OPTS)
-def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0):
+def _parallel_pays(threads, work):
+    """Whether a loop of `work` multiply-adds runs on `threads` threads (else on the calling one)."""
+    return threads > 1 and work >= PARALLEL_MIN_WORK
+
+
+@njit(**OPTS)
+def _slice_bounds(n, p, n_slices, step):
+    """Slice p of n_slices of the range 0..n, cut at multiples of step."""
+    pieces = (n + step - 1) // step
+    return min(n, step * (pieces * p // n_slices)), min(n, step * (pieces * (p + 1) // n_slices))
+
+
+@njit(**PARALLEL)
+def _dense_slices(W, b, a_prev, z, threads):
+    """_dense_units on every unit, the units cut into slices of whole 4-unit tiles that `threads` threads share."""
+    n_out = W.shape[0]
+    n_slices = min((n_out + 3) // 4, threads * SLICES_PER_THREAD)
+    for p in prange(n_slices):
+        j0, j1 = _slice_bounds(n_out, p, n_slices, 4)
+        _dense_units(W, b, a_prev, z, j0, j1)
+
+
+@njit(**OPTS)
+def _dense(W, b, a_prev, z, threads):
+    """z = a_prev W^T + b (b empty: no b) for every unit: on `threads` threads where that pays."""
+    if _parallel_pays(threads, a_prev.shape[0] * a_prev.shape[1] * W.shape[0]):
+        _dense_slices(W, b, a_prev, z, threads)
+    else:
+        _dense_units(W, b, a_prev, z, 0, W.shape[0])
+
+
+@njit(**OPTS)
+def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
     .. math:: z^{[l]} = W^{[l]} a^{[l-1]} + b^{[l]},\\quad a^{[l]} = g_l(z^{[l]})
@@ -237,6 +281,7 @@ def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0):
     each unit with probability 1 - rates[l] and scales it by 1 / (1 - rates[l])
     (inverted dropout): the mask of sample row0 + s, layer l, unit j is
     _dropout_keep(seed, row0 + s, l, j, rate); seed < 0 (inference) never drops.
+    ``threads``: how many threads the matrix loops may share (_dense).
     """
     L = arch.shape[1] - 1
     for l in range(1, L + 1):
@@ -245,7 +290,7 @@ def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0):
         a_prev = _rows(a_buf, arch, l - 1, B)
         z = _rows(z_buf, arch, l, B)
         # note 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
-        _dense_units(W, b, a_prev, z, 0, W.shape[0])
+        _dense(W, b, a_prev, z, threads)
         # a[l] = g_l(z[l])
         a = _rows(a_buf, arch, l, B)
         _activate(arch[ACT, l], z, a)
@@ -314,7 +359,7 @@ def _load_targets(Y, rows, start, B, y_buf):
 
 
 @njit(**OPTS)
-def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk):
+def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
     """out[i] = a[L](X[rows[i]]) for every i, `chunk` samples per forward pass."""
     L = arch.shape[1] - 1
     total = rows.shape[0]
@@ -322,7 +367,7 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk):
     for start in range(0, total, chunk):
         B = min(chunk, total - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0, threads)
         a_L = _rows(a_buf, arch, L, B)
         for s in range(B):
             for j in range(a_L.shape[1]):
@@ -343,20 +388,32 @@ TRANSPOSE_MIN_BATCH = 64
 
 
 @njit(**OPTS)
-def _backprop_linear(W, delta, out, scratch):
+def _backprop_linear(W, delta, out, scratch, threads):
     """out = delta W, i.e. out[s] = W^T delta[s]: dC/da[l-1] from delta[l] = dC/dz[l].
 
     With B >= TRANSPOSE_MIN_BATCH and scratch of at least n_in * n_out values,
-    as _dense_units(W^T, no bias, delta) (the sums over j contiguous); else
+    as _dense(W^T, no bias, delta, threads) (the sums over j contiguous); else
     row by row of W (_backprop_linear_inputs).
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
     if B >= TRANSPOSE_MIN_BATCH and scratch.shape[0] >= n_in * n_out:
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
-        _dense_units(W_T, scratch[:0], delta, out, 0, n_in)
+        _dense(W_T, scratch[:0], delta, out, threads)
+    elif _parallel_pays(threads, B * n_in * n_out):
+        _backprop_linear_slices(W, delta, out, threads)
     else:
         _backprop_linear_inputs(W, delta, out, 0, n_in)
+
+
+@njit(**PARALLEL)
+def _backprop_linear_slices(W, delta, out, threads):
+    """_backprop_linear_inputs on every input k, the inputs cut into slices of 16 that `threads` threads share."""
+    n_in = W.shape[1]
+    n_slices = min((n_in + 15) // 16, threads * SLICES_PER_THREAD)
+    for p in prange(n_slices):
+        k0, k1 = _slice_bounds(n_in, p, n_slices, 16)
+        _backprop_linear_inputs(W, delta, out, k0, k1)
 
 
 @njit(**OPTS)
@@ -431,7 +488,7 @@ def _backprop_linear_block(W, delta, out, k0, k1):
         s += m
 
 
-# The next function is equivalent to _backprop_linear(W, delta, out, scratch) and left
+# The next function is equivalent to _backprop_linear(W, delta, out, scratch, threads) and left
 # for reference: the one-loop form of the equation (tests compare them).
 @njit(**OPTS)
 def _backprop_linear_reference(W, delta, out):
@@ -445,7 +502,7 @@ def _backprop_linear_reference(W, delta, out):
 
 
 @njit(**OPTS)
-def _backward(theta, arch, a_buf, d_buf, B, rates, seed, row0, scratch):
+def _backward(theta, arch, a_buf, d_buf, B, rates, seed, row0, scratch, threads):
     """The delta recursion, from delta[L] (already in d_buf) down to delta[1].
 
     .. math:: \\delta^{[l-1]} = (W^{[l]\\,T} \\delta^{[l]}) \\circ g_{l-1}'(z^{[l-1]})
@@ -459,7 +516,7 @@ def _backward(theta, arch, a_buf, d_buf, B, rates, seed, row0, scratch):
     for l in range(L, 1, -1):
         delta_prev = _rows(d_buf, arch, l - 1, B)
         # note 002 eq. 2: delta[l-1] = (W[l]^T delta[l]) * g'_{l-1}(z[l-1])
-        _backprop_linear(_W(theta, arch, l), _rows(d_buf, arch, l, B), delta_prev, scratch)
+        _backprop_linear(_W(theta, arch, l), _rows(d_buf, arch, l, B), delta_prev, scratch, threads)
         a = _rows(a_buf, arch, l - 1, B)
         if seed >= 0 and rates[l - 1] > 0.0:
             _backprop_dropout(arch[ACT, l - 1], a, delta_prev, delta_prev, rates[l - 1], seed, row0, l - 1)
@@ -586,7 +643,7 @@ def _transpose_into(x, scale, buf, start):
 
 
 @njit(**OPTS)
-def _outer_sum_dot(delta, a_prev, scale, dW, scratch):
+def _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads):
     """dW = scale * delta^T a_prev with the batch index innermost: the forward pass's dot-product tiles.
 
     dW[j, k] = sum_s (scale delta)^T[j, s] a_prev^T[k, s] is _dense_units with
@@ -599,11 +656,11 @@ def _outer_sum_dot(delta, a_prev, scale, dW, scratch):
     a_T = _transpose_into(a_prev, a_prev.dtype.type(1), scratch, 0)
     delta_T = _transpose_into(delta, scale, scratch, n_in * B)
     # note 002 eq. 3: dC/dW[l]_jk = sum_s delta[l]_sj a[l-1]_sk
-    _dense_units(a_T, scratch[:0], delta_T, dW, 0, n_in)
+    _dense(a_T, scratch[:0], delta_T, dW, threads)
 
 
 @njit(**OPTS)
-def _outer_sum(delta, a_prev, scale, dW, scratch):
+def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     """dW = scale * delta^T a_prev, the sum over samples of the outer products delta[s] a_prev[s]^T.
 
     Picks the faster of the two blocked forms: row updates (_outer_sum_units)
@@ -611,14 +668,27 @@ def _outer_sum(delta, a_prev, scale, dW, scratch):
     over the samples (_outer_sum_dot; ``scratch``: at least B * (n_in + n_out) values).
     """
     B = delta.shape[0]
-    if B >= DOT_MIN_BATCH and B * dW.shape[0] >= DOT_MIN_WORK:
-        _outer_sum_dot(delta, a_prev, scale, dW, scratch)
+    n_out, n_in = dW.shape
+    if B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
+        _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
+    elif _parallel_pays(threads, B * n_in * n_out):
+        _outer_sum_slices(delta, a_prev, scale, dW, threads)
     else:
-        _outer_sum_units(delta, a_prev, scale, dW, 0, dW.shape[0])
+        _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
+
+
+@njit(**PARALLEL)
+def _outer_sum_slices(delta, a_prev, scale, dW, threads):
+    """_outer_sum_units on every unit j, the units cut into slices of whole 4-unit tiles that `threads` threads share."""
+    n_out = dW.shape[0]
+    n_slices = min((n_out + 3) // 4, threads * SLICES_PER_THREAD)
+    for p in prange(n_slices):
+        j0, j1 = _slice_bounds(n_out, p, n_slices, 4)
+        _outer_sum_units(delta, a_prev, scale, dW, j0, j1)
 
 
 @njit(**OPTS)
-def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
+def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch, threads):
     """dC/dW[l] = delta[l] a[l-1]^T and dC/db[l] = delta[l], summed over the batch times scale.
 
     (note 002 eqs. 3 and 4, note 003 eqs. 22/24/26, note 004 "g[2W] = a[1]^T g[2z]").
@@ -633,13 +703,16 @@ def _weight_gradients(arch, a_buf, d_buf, B, scale, grad, scratch):
         a_prev = _rows(a_buf, arch, l - 1, B)
         n_out = dW.shape[0]
         # note 002 eq. 3: dC/dW[l]_jk = delta[l]_j a[l-1]_k  (outer product per sample)
-        _outer_sum(delta, a_prev, scale, dW, scratch)
-        # note 002 eq. 4: dC/db[l]_j = delta[l]_j
+        _outer_sum(delta, a_prev, scale, dW, scratch, threads)
+        # note 002 eq. 4: dC/db[l]_j = delta[l]_j, summed over the samples a row of delta at a time (the
+        # rows are contiguous; down the columns it took 450 us on 256 x 512, a tenth of dC/dW's time)
         for j in range(n_out):
-            acc = 0.0
-            for s in range(B):
-                acc += delta[s, j]
-            db[j] = acc * scale
+            db[j] = 0.0
+        for s in range(B):
+            for j in range(n_out):
+                db[j] += delta[s, j]
+        for j in range(n_out):
+            db[j] *= scale
 
 
 @njit(**OPTS)
@@ -654,7 +727,8 @@ def _weight_sum(w, B):
 
 
 @njit(**OPTS)
-def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d_buf, grad, rates, drop_seed):
+def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d_buf, grad, rates, drop_seed,
+                        threads):
     """Weighted mean loss sum_s w_s C_s / sum_s w_s over the batch X, Y (SW empty: the plain mean);
     fills grad (laid out like theta) with its gradient.  drop_seed >= 0 applies dropout with the masks of
     rows 0..B-1 (tests compare them with PyTorch); -1 never drops."""
@@ -662,18 +736,18 @@ def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d
     L = arch.shape[1] - 1
     rows = np.arange(B)
     _load_inputs(X, rows, 0, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, 0)
+    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, 0, threads)
     a_L = _rows(a_buf, arch, L, B)
     w_total = _weight_sum(SW, B)
     value = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), Y, SW) / w_total
     _output_delta(loss, loss_param, arch[ACT, L], a_L, Y, SW, _rows(d_buf, arch, L, B))
-    _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, 0, grad)  # grad: scratch until written
-    _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf)
+    _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, 0, grad, threads)  # grad: scratch until written
+    _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf, threads)
     return value
 
 
 @njit(**OPTS)
-def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk):
+def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk, threads):
     """Weighted mean loss over all samples of X, Y (forward passes only, `chunk` samples at a time)."""
     L = arch.shape[1] - 1
     total_rows = X.shape[0]
@@ -683,7 +757,7 @@ def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk):
     for start in range(0, total_rows, chunk):
         B = min(chunk, total_rows - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0, threads)
         y = Y[start:start + B]
         w = SW[start:start + B] if SW.shape[0] != 0 else SW
         total += _loss_sum(loss, loss_param, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y, w)
@@ -707,13 +781,13 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     rows = np.arange(B)
     no_dropout = np.empty(0)
     _load_inputs(X, rows, 0, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0)
+    _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0, 1)
     # note 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
     _backprop_activation(arch[ACT, L], _rows(a_buf, arch, L, B), V, _rows(d_buf, arch, L, B))
     no_scratch = theta[:0]
-    _backward(theta, arch, a_buf, d_buf, B, no_dropout, -1, 0, no_scratch)
+    _backward(theta, arch, a_buf, d_buf, B, no_dropout, -1, 0, no_scratch, 1)
     # note 000: grad_x a[L] = W[1]^T delta[1]  (the input layer has no activation)
-    _backprop_linear(_W(theta, arch, 1), _rows(d_buf, arch, 1, B), gx, no_scratch)
+    _backprop_linear(_W(theta, arch, 1), _rows(d_buf, arch, 1, B), gx, no_scratch, 1)
 
 
 # --------------------------------------------------------------------------
@@ -721,12 +795,13 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
 # --------------------------------------------------------------------------
 
 @njit(**OPTS)
-def _update(opt, theta, grad, state, lr, hyper, t, arch):
+def _update(opt, theta, grad, state, lr, hyper, t, arch, threads):
     """One optimizer step on theta from grad (W <- W - eta dC/dW, notes 002/004).
 
     hyper is the optimizer's float64 array (``optimizers.Optimizer.hyper_array``,
     read by named slots); t counts steps from 1 (Adam's bias correction).
-    grad is modified in place by the L2 term.
+    grad is modified in place by the L2 term.  The rule runs on `threads`
+    threads from PARALLEL_MIN_PARAMS parameters (_step_slices).
     """
     weight_decay = hyper[WEIGHT_DECAY]
     if weight_decay != 0.0:
@@ -736,7 +811,28 @@ def _update(opt, theta, grad, state, lr, hyper, t, arch):
             for i in range(start, start + arch[N, l] * arch[N, l - 1]):
                 grad[i] += weight_decay * theta[i]
     # the rule of this optimizer (optimizers.py)
-    _step(opt, theta, grad, state, lr, hyper, t)
+    if threads > 1 and theta.shape[0] >= PARALLEL_MIN_PARAMS:
+        c1, c2 = _step_factors(opt, lr, hyper, t)
+        _step_slices(opt, theta, grad, state, hyper, c1, c2, threads)
+    else:
+        _step(opt, theta, grad, state, lr, hyper, t)
+
+
+# The optimizer's pass over all parameters is bound by memory, not
+# arithmetic (Adam's square roots and divisions aside); from PARALLEL_MIN_PARAMS
+# parameters two threads pay.  Measured (2026-12-01, one step, us, one thread ->
+# two): 669,706 float64 parameters ([784,512,512,10]): Adam 1031 -> 776, SGD
+# 183 -> 171; 262,144: Adam 314 -> 196, SGD 61 -> 62; 109,386: equal.
+PARALLEL_MIN_PARAMS = 1 << 18
+
+
+@njit(**PARALLEL)
+def _step_slices(opt, theta, grad, state, hyper, c1, c2, threads):
+    """The optimizer's rule (optimizers._step_range) on all of theta, in slices that `threads` threads share."""
+    n_slices = threads * SLICES_PER_THREAD
+    for p in prange(n_slices):
+        i0, i1 = _slice_bounds(theta.shape[0], p, n_slices, 64)
+        _step_range(opt, theta, grad[i0:i1], state, hyper, c1, c2, np.uint64(i0), np.uint64(i1 - i0))
 
 
 @njit(**OPTS)
@@ -909,7 +1005,7 @@ def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, st
 
 @njit(**LEAF)
 def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, batch_size, opt, lr, hyper, state,
-                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc, w_abs, rates, drop_seed):
+                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc, w_abs, rates, drop_seed, threads):
     """Mini-batches first <= i < last of an epoch, entirely in compiled code.
 
     Batch i holds the rows perm[i * batch_size : (i + 1) * batch_size] (the
@@ -931,7 +1027,8 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     hidden layer l's units (inverted dropout) with masks drawn from drop_seed
     (-1: no dropout, and no extra work).  Batches of up to FUSED_MAX_BATCH
     samples take the fused step (_backward_update; w_abs, L + 1 float64, is
-    its scratch); larger ones the blocked kernels.
+    its scratch); larger ones the blocked kernels, whose matrix loops share
+    ``threads`` threads where that pays (_dense).
 
     Returns (batches done, samples used, optimizer steps taken, batches
     skipped, status); t counts the optimizer steps taken before this call.
@@ -959,7 +1056,7 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
         _load_inputs(X, perm, start, B, arch, a_buf)
         y = _load_targets(Y, perm, start, B, y_buf)
         # dropout masks (drop_seed >= 0) follow the row's place in the epoch: the same wherever an epoch is cut
-        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start)
+        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, threads)
         a_L = _rows(a_buf, arch, L, B)
         batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y, w)
         status = OK
@@ -974,8 +1071,8 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
                     w_abs[0] = 0.0
                 fused = _gradient_is_finite(arch, a_buf, d_buf, B, 1.0 / w_total, hyper[WEIGHT_DECAY], w_abs, big)
             if not fused:
-                _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, start, grad)  # grad: scratch until written
-                _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf)
+                _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, start, grad, threads)  # grad: scratch
+                _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf, threads)
                 if not _all_finite(grad):
                     status = NONFINITE_GRADIENT
         if status != OK:
@@ -990,7 +1087,7 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
             c1, c2 = _step_factors(opt, lr, hyper, t + steps + 1)
             _backward_update(theta, arch, a_buf, d_buf, B, 1.0 / w_total, opt, hyper, c1, c2, state, grad, w_abs)
         else:
-            _update(opt, theta, grad, state, lr, hyper, t + steps + 1, arch)
+            _update(opt, theta, grad, state, lr, hyper, t + steps + 1, arch, threads)
             w_abs[0] = -1.0  # theta changed outside the fused pass: S[l] is stale
         total += batch_loss
         weights += w_total

@@ -3,7 +3,8 @@
 These are the compiled loops the training epoch runs (``_kernels.py``),
 behind checked wrappers: a documented low-level entry for benchmarks (each
 loop's FLOP/s against a matrix multiply of the same shape) and for reading
-the algorithm one equation at a time.  Every array is 2-D, C-contiguous and
+the algorithm one equation at a time.  Each runs on numba's threads where the
+work pays, like the epoch (``numba.set_num_threads(1)`` keeps it on one).  Every array is 2-D, C-contiguous and
 of one float dtype (float32 or float64); outputs are written in place when
 given (no allocation: what a benchmark wants) and allocated otherwise.
 
@@ -22,6 +23,7 @@ shape (n_out, n_in); A and Z hold one sample per row.
 import numpy as np
 
 from . import _kernels as K
+from ._threads import kernel_threads
 
 __all__ = ["dense", "dense_transpose", "outer_sum"]
 
@@ -61,7 +63,7 @@ def dense(W, b, A, Z=None):
     if not isinstance(b, np.ndarray) or b.shape != (n_out,) or b.dtype != W.dtype:
         raise ValueError(f"b must be a ({n_out},) array of dtype {W.dtype}.")
     Z = _output("Z", Z, (A.shape[0], n_out), W.dtype)
-    K._dense_units(W, np.ascontiguousarray(b), A, Z, 0, n_out)
+    K._dense(W, np.ascontiguousarray(b), A, Z, kernel_threads())
     return Z
 
 
@@ -74,7 +76,7 @@ def dense_transpose(W, D, OUT=None):
     OUT = _output("OUT", OUT, (D.shape[0], n_in), W.dtype)
     # scratch for W^T, used from K.TRANSPOSE_MIN_BATCH samples on
     scratch = np.empty(W.size if D.shape[0] >= K.TRANSPOSE_MIN_BATCH else 0, dtype=W.dtype)
-    K._backprop_linear(W, D, OUT, scratch)
+    K._backprop_linear(W, D, OUT, scratch, kernel_threads())
     return OUT
 
 
@@ -95,5 +97,5 @@ def outer_sum(D, A, dW=None, scale=1.0, scratch=None):
     elif not (isinstance(scratch, np.ndarray) and scratch.ndim == 1 and scratch.dtype == D.dtype
               and scratch.flags.c_contiguous and scratch.flags.writeable and scratch.shape[0] >= need):
         raise ValueError(f"scratch must be a writeable contiguous 1-D {D.dtype} array of at least {need} values.")
-    K._outer_sum(D, A, float(scale), dW, scratch)
+    K._outer_sum(D, A, float(scale), dW, scratch, kernel_threads())
     return dW

@@ -46,13 +46,15 @@ def _exercise():
         # Above the kernels' blocking and threading thresholds (K_BLOCK 128 inputs, SAMPLE_BLOCK 64
         # samples, tiles of 4, the dot-product dC/dW from B = 16 and 64 units), with remainders everywhere.
         ([130, 67, 5, 3], "tanh", "cross_entropy", None),
+        # Above PARALLEL_MIN_WORK from B = 60: the parallel loops, row updates at 60, dot products at 70.
+        ([150, 150, 130, 3], "sigmoid", "cross_entropy", None),
     ]
     optimizers = ["sgd", "momentum", "nesterov", "adam"]
     for dtype in (np.float64, np.float32):
         for c, (sizes, act, loss, out_act) in enumerate(cases):
             net = MLP(sizes, activation=act, loss=loss, output_activation=out_act, seed=c, dtype=dtype)
             n0, nL = sizes[0], sizes[-1]
-            for B in ((1, 2, 7, 70) if n0 > 100 else (1, 2, 7)):
+            for B in ((1, 2, 7, 60, 70) if n0 > 100 else (1, 2, 7)):
                 X = rng.normal(size=(B, n0))
                 if loss == "cross_entropy":
                     Y = rng.integers(0, nL, size=B)
@@ -69,7 +71,7 @@ def _exercise():
                 assert net.jacobian(X).shape == (B, nL, n0)
                 if nL == 1:
                     net.input_gradient(X)
-            n = 70 if n0 > 100 else 7
+            n = (60 if n0 == 150 else 70) if n0 > 100 else 7
             X = rng.normal(size=(n, n0))
             Y = rng.integers(0, nL, size=n) if loss == "cross_entropy" else \
                 rng.integers(0, 2, size=(n, nL)).astype(float)

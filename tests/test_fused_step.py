@@ -57,7 +57,7 @@ def blocked_reference(net, X, Y, SW, batch_size, optimizer, lr, perm):
         sw = None if SW is None else np.ascontiguousarray(SW[rows])
         value, grad = twin._loss_and_flat_gradient(np.ascontiguousarray(X[rows]), np.ascontiguousarray(Y[rows]), sw)
         assert np.all(np.isfinite(grad))
-        K._update(optimizer.code, theta, grad, state, lr, hyper, step + 1, net._arch)
+        K._update(optimizer.code, theta, grad, state, lr, hyper, step + 1, net._arch, 1)
         total += value * (len(rows) if sw is None else float(sw.sum()))
     return theta, state, total
 
@@ -101,7 +101,7 @@ def bound_inputs(net, X, Y, B):
     a_buf, z_buf, d_buf = (np.zeros(B * sum(net.layer_sizes)) for _ in range(3))
     grad = np.empty(net._n_params)
     K._loss_and_gradients(net.theta, net._arch, net._loss_code, net._loss_param, X[:B], Y[:B], np.empty(0),
-                          a_buf, z_buf, d_buf, grad, net._drop_rates, -1)
+                          a_buf, z_buf, d_buf, grad, net._drop_rates, -1, 1)
     # _loss_and_gradients leaves every delta; keep delta[L] only, as the fused step sees it
     L = net.n_layers
     d_buf[:B * net._arch[K.UOFF, L]] = np.nan

@@ -54,7 +54,7 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
         K._backprop_linear_reference(W, D, o_ref)
         for scratch in (W[:0].ravel(), np.empty(W.size, dtype)):
             o_fast = np.full((B, n_in), np.nan, dtype)
-            K._backprop_linear(W, D, o_fast, scratch)
+            K._backprop_linear(W, D, o_fast, scratch, 1)
             _close(o_fast, o_ref, dtype, np.sqrt(n_out))
         # dC/dW = delta a^T summed over samples, both blocked forms
         scale = dtype(1.0 / B)
@@ -64,7 +64,7 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
         K._outer_sum_units(D, A, scale, g_rows, 0, n_out)
         _close(g_rows, g_ref, dtype, 1.0)
         g_dot = np.full((n_out, n_in), np.nan, dtype)
-        K._outer_sum_dot(D, A, scale, g_dot, np.empty(B * (n_in + n_out), dtype))
+        K._outer_sum_dot(D, A, scale, g_dot, np.empty(B * (n_in + n_out), dtype), 1)
         _close(g_dot, g_ref, dtype, 1.0)
 
 

@@ -31,8 +31,11 @@ def cli(*args, env=None, timeout=300, module="backprop_numba.cli"):
 UNPRIVILEGED_CHILD = r"""
 import os, sys, tempfile, runpy, argparse, json, stat, platform, csv, glob, gzip, dataclasses, hashlib, zipfile
 import math, time, textwrap, gettext, shutil, importlib.util, io, struct, contextlib, signal, warnings, shlex, threading
+import ctypes, importlib.metadata
 import numpy as np, numba
 numba.njit(lambda x: x + 1)(1.0)  # numba imports parts of the standard library lazily: load them now
+from numba.np.ufunc import parallel
+parallel._launch_threads()  # and its threading layer, a library beside it
 package_copy, tmp, what = sys.argv[1:4]
 if os.getuid() == 0:
     try:

@@ -61,7 +61,7 @@ def _run_both(name, weight_decay, lrs):
         for g in opt.param_groups:
             g["lr"] = lrs[t - 1]
         opt.step()
-        K._update(opt_ours.code, net.theta, grad, state, lrs[t - 1], hyper, t, net._arch)
+        K._update(opt_ours.code, net.theta, grad, state, lrs[t - 1], hyper, t, net._arch, 1)
         for l in range(1, net.n_layers + 1):
             np.testing.assert_allclose(net.W(l), Ws[l - 1].detach().numpy(), rtol=0, atol=TOL,
                                        err_msg=f"{name} W[{l}] after step {t}")
@@ -96,7 +96,7 @@ def test_adam_state_matches_torch():
         g = rng.normal(size=net.theta.shape)
         p.grad = torch.tensor(g.copy())
         topt.step()
-        K._update(adam.code, net.theta, g, state, 0.01, hyper, t, net._arch)
+        K._update(adam.code, net.theta, g, state, 0.01, hyper, t, net._arch, 1)
     s = topt.state[p]
     np.testing.assert_allclose(state[0], s["exp_avg"].numpy(), rtol=0, atol=TOL)
     np.testing.assert_allclose(state[1], s["exp_avg_sq"].numpy(), rtol=0, atol=TOL)
@@ -142,7 +142,7 @@ def test_weight_decay_leaves_biases_alone():
     theta0 = net.theta.copy()
     sgd = optimizers.SGD(weight_decay=0.5)
     K._update(sgd.code, net.theta, np.zeros_like(net.theta), sgd.new_state(net._n_params, np.float64), 0.1,
-              sgd.hyper_array(), 1, net._arch)
+              sgd.hyper_array(), 1, net._arch, 1)
     before = MLP.from_weights([theta0[:6].reshape(2, 3)], [theta0[6:]])
     np.testing.assert_allclose(net.W(1), before.W(1) * (1 - 0.1 * 0.5), rtol=0, atol=1e-15)
     np.testing.assert_array_equal(net.b(1), before.b(1))

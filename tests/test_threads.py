@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 
+import numba
 import numpy as np
 import pytest
 
@@ -116,7 +117,72 @@ def case_predict_one_network():
     np.testing.assert_array_equal(net.theta, theta)
 
 
-CASES = {"train_two_networks": case_train_two_networks, "predict_one_network": case_predict_one_network}
+def _parallel_spec(seed):
+    """A network and data whose every matrix loop passes the kernels' PARALLEL_MIN_WORK (test_parallel.py)."""
+    rng = np.random.default_rng(seed)
+    X, Y = rng.normal(size=(280, 150)), rng.integers(0, 3, 280)
+    return dict(sizes=[150, 150, 130, 3], X=X, Y=Y, seed=seed)
+
+
+def _train_parallel(spec, batch_size=70):
+    from backprop_numba import MLP
+
+    net = MLP(spec["sizes"], activation="tanh", loss="cross_entropy", seed=spec["seed"])
+    history = net.fit(spec["X"], spec["Y"], epochs=3, batch_size=batch_size, optimizer="adam",
+                      learning_rate=0.01, progress=False)
+    return net.theta.copy(), history["loss"]
+
+
+def _require_parallel_kernels():
+    from backprop_numba._threads import kernel_threads
+
+    threads = kernel_threads()
+    print(f"kernel threads: {threads}, layer: {numba.threading_layer()}")
+    return threads
+
+
+def case_parallel_kernels_from_two_threads():
+    """Two Python threads each train a network whose loops run on numba's threads: tbb takes the
+    nested launches (numba's workqueue layer would abort the process here)."""
+    _require_parallel_kernels()
+    specs = [_parallel_spec(1), _parallel_spec(2)]
+    batch_sizes = [60, 70]  # the row-update and the dot-product forms (test_parallel.py)
+    expected = [_train_parallel(spec, bs) for spec, bs in zip(specs, batch_sizes)]
+    for _ in range(ROUNDS):
+        results = [None, None]
+
+        def job(i):
+            def run():
+                results[i] = _train_parallel(specs[i], batch_sizes[i])
+            return run
+
+        _run_threads([job(0), job(1)])
+        for (theta, loss), (theta_ref, loss_ref) in zip(results, expected):
+            np.testing.assert_array_equal(theta, theta_ref)
+            assert loss == loss_ref
+
+
+def _train_in_child(seed):
+    return _train_parallel(_parallel_spec(seed))
+
+
+def case_fork_after_parallel_training():
+    """The parent trains on numba's threads, then a fork pool trains in its children: no hang, same results
+    (GNU OpenMP, numba's omp layer, hangs a forked child that starts parallel work)."""
+    import multiprocessing
+
+    _require_parallel_kernels()
+    expected = [_train_parallel(_parallel_spec(seed)) for seed in (1, 2, 3)]
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map_async(_train_in_child, [1, 2, 3]).get(timeout=240)
+    for (theta, loss), (theta_ref, loss_ref) in zip(results, expected):
+        np.testing.assert_array_equal(theta, theta_ref)
+        assert loss == loss_ref
+
+
+CASES = {"train_two_networks": case_train_two_networks, "predict_one_network": case_predict_one_network,
+         "parallel_kernels_from_two_threads": case_parallel_kernels_from_two_threads,
+         "fork_after_parallel_training": case_fork_after_parallel_training}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -1,0 +1,70 @@
+"""How many threads the kernels may use: numba's thread count, on numba's tbb layer only.
+
+The kernels' parallel loop (``_kernels._dense_slices``) follows numba's
+conventions: it uses ``numba.get_num_threads()`` threads, which
+``numba.set_num_threads(n)`` (per calling thread) or the environment variable
+``NUMBA_NUM_THREADS`` (per process, read at import) lower; 1 keeps every
+kernel serial.  It runs only on numba's ``tbb`` threading layer: that layer is
+safe to call from several Python threads at once and after ``fork``, and its
+idle workers sleep instead of spinning.  numba's ``omp`` layer (GNU OpenMP) is
+not fork-safe and spins, its ``workqueue`` layer aborts when two threads
+launch parallel work at once; on either, or with no tbb, the kernels stay
+serial (``kernel_threads()`` returns 1).
+
+pip's ``tbb`` wheel puts ``libtbb.so.12`` in the environment's ``lib``
+folder, which the dynamic loader does not search, so numba's default search
+(tbb first) does not find it in a virtual environment.  ``_preload_tbb``
+loads it by its full path, globally, before numba picks a layer; numba then
+finds it by name.  A layer the user chose (``NUMBA_THREADING_LAYER``, or
+``numba.config.THREADING_LAYER``) is respected.
+"""
+
+import ctypes
+import importlib.metadata
+import threading
+
+import numba
+from numba.np.ufunc import parallel as _numba_parallel
+
+_TBB_NAMES = ("libtbb.so.12", "libtbb.12.dylib", "tbb12.dll")
+_lock = threading.Lock()
+_layer_is_tbb = None  # decided once, at the first kernel_threads()
+
+
+def _preload_tbb():
+    """Load the tbb wheel's libtbb by its path (RTLD_GLOBAL); True if it loaded."""
+    try:
+        files = importlib.metadata.files("tbb") or ()
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        return False
+    for f in files:
+        if f.name in _TBB_NAMES:
+            try:
+                ctypes.CDLL(str(f.locate()), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+                return True
+            except OSError:
+                return False
+    return False
+
+
+def _decide():
+    """Start numba's threading layer (tbb when it can) and say whether it is tbb."""
+    try:
+        _numba_parallel._launch_threads()
+        return numba.threading_layer() == "tbb"
+    except (ImportError, ValueError, OSError):  # no layer could start: stay serial
+        return False
+
+
+# Before any kernel compiles or loads from the cache: both start numba's layer.
+_preload_tbb()
+
+
+def kernel_threads():
+    """Threads the kernels' parallel loop may use now: numba.get_num_threads() on the tbb layer, else 1."""
+    global _layer_is_tbb
+    if _layer_is_tbb is None:
+        with _lock:
+            if _layer_is_tbb is None:
+                _layer_is_tbb = _decide()
+    return numba.get_num_threads() if _layer_is_tbb else 1
