@@ -4,9 +4,10 @@ These are the compiled loops the training epoch runs (``_kernels.py``),
 behind checked wrappers: a documented low-level entry for benchmarks (each
 loop's FLOP/s against a matrix multiply of the same shape) and for reading
 the algorithm one equation at a time.  Each runs on numba's threads where the
-work pays, like the epoch (``numba.set_num_threads(1)`` keeps it on one).  Every array is 2-D, C-contiguous and
-of one float dtype (float32 or float64); outputs are written in place when
-given (no allocation: what a benchmark wants) and allocated otherwise.
+work pays, like the epoch (``numba.set_num_threads(1)`` keeps it on one).
+Every array is 2-D, C-contiguous and of one float dtype (float32 or
+float64); outputs are written in place when given (no allocation: what a
+benchmark wants) and allocated otherwise.
 
 =====================  ===================================================  ==================
 function               computes                                             equation
