@@ -17,7 +17,8 @@ backprop_numba is measured through public names only, so that old commits stay
 measurable: ``MLP.fit(X, Y, epochs=1, batch_size=B, learning_rate, optimizer="sgd",
 shuffle=False, progress=False)`` (the number that counts), and, where the
 package has it, ``backprop_numba.training.Workspace(net, B).run_epoch(X, Y, lr,
-shuffle_seed=-1)``; ``net.input_gradient(x)``; per-loop rates through
+shuffle_seed=-1)``, also under ``numba.set_num_threads(1)`` (what the default
+threads gain); ``net.input_gradient(x)``; per-loop rates through
 ``backprop_numba.loops`` (dense, dense_transpose, outer_sum) where it exists.
 
 Every peer runs at its best (the variants are in benchmarks/peers.py, whose
@@ -185,6 +186,7 @@ LR = 0.01
 SEED = 1234
 OURS = "backprop_numba MLP.fit"
 OURS_WS = "backprop_numba Workspace.run_epoch"
+OURS_WS1 = "backprop_numba Workspace.run_epoch, 1 thread"
 LIBRARY = "backprop_numba"
 
 
@@ -290,10 +292,27 @@ def make_ours_workspace(params, X, Y, B, lr):
     return run, _net_getter(net)
 
 
+def make_ours_workspace_one_thread(params, X, Y, B, lr):
+    """run_epoch with numba.set_num_threads(1): what the default threads gain (README "Both cores")."""
+    import numba
+    run_default, get = make_ours_workspace(params, X, Y, B, lr)
+
+    def run():
+        previous = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            run_default()
+        finally:
+            numba.set_num_threads(previous)
+    return run, get
+
+
 def ours_variants():
     v = {OURS: make_ours_fit}
     if Workspace is not None:
         v[OURS_WS] = make_ours_workspace
+        if ARGS is None or ARGS.threads != 1:
+            v[OURS_WS1] = make_ours_workspace_one_thread
     return v
 
 
@@ -760,6 +779,12 @@ def run(args):
         if rs:
             summary[kind] = {"points": len(rs), "faster": sum(r["ratio"] > 1 for r in rs),
                              "geomean_ratio": math.exp(sum(math.log(r["ratio"]) for r in rs) / len(rs))}
+    # what the default threads gain over one, at the compute-bound epoch points (issue 10: >= 1.35x idle)
+    gains = [r["seconds"][OURS_WS1] / r["seconds"][OURS_WS] for r in rows
+             if r["kind"] == "epoch" and r.get("compute_bound") and OURS_WS1 in r["seconds"] and OURS_WS in r["seconds"]]
+    if gains:
+        summary["threads_gain"] = {"points": len(gains), "min": min(gains), "max": max(gains),
+                                   "geomean": math.exp(sum(map(math.log, gains)) / len(gains))}
     return {"machine": machine, "quick": bool(args.quick), "threads": args.threads, "peak_flops": peak,
             "peers": notes, "library": LIBRARY, "ours": OURS, "learning_rate": LR, "rows": rows, "loops": loops,
             "cold_start": cold, "summary": summary, "failures": runner.failures,
@@ -884,6 +909,10 @@ def markdown(result):
         e = s["epoch"]
         lines.append(f"**Epoch (MLP.fit): faster than the best peer at {e['faster']} of {e['points']} points, "
                      f"geometric mean ratio {e['geomean_ratio']:.2f}** (best peer time / ours; > 1: we are faster).")
+    if "threads_gain" in s:
+        g = s["threads_gain"]
+        lines.append(f"Default threads against one (Workspace.run_epoch), at the {g['points']} compute-bound epoch "
+                     f"points: {g['min']:.2f}x-{g['max']:.2f}x faster (geometric mean {g['geomean']:.2f}x).")
     if "step" in s:
         e = s["step"]
         lines.append(f"One step (MLP.fit on B rows): faster than the best peer at {e['faster']} of {e['points']} "
