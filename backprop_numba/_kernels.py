@@ -224,11 +224,14 @@ def _dense_reference(W, b, a_prev, z):
 # sums and their order of one thread, so results are bit-identical to the
 # serial loops.  The slices are cut at whole tiles, SLICES_PER_THREAD per
 # thread (numba hands each thread an equal run of them).  A second thread
-# pays from about PARALLEL_MIN_WORK multiply-adds a call (~50 us on one
-# core); measured (2026-12-01, tbb layer, other processes stopped, GFLOP/s
-# one thread -> two, forward tiles): 784->512 float64 at B = 32: 26.6 -> 41.2,
-# B = 16: 28.1 -> 40.7; 256 x 128 -> 64 (2M): 29.0 -> 42.4; float32 32 x
-# 784 -> 512: 62.6 -> 98.9; but 32 x 128 -> 64 (0.2M): 27.9 -> 20.2.  Beside
+# pays from about PARALLEL_MIN_WORK float64 multiply-adds a call (~30 us on
+# one core), twice as many in float32; measured (2026-12-01, tbb layer, other
+# processes stopped, GFLOP/s one thread -> two, forward tiles, multiply-adds
+# in brackets): float64 32 x 784 -> 512 (12M) 26.6 -> 41.2, 16 x 784 -> 512
+# (6M) 28.1 -> 40.7, 256 x 128 -> 64 (2M) 29.0 -> 42.4, 32 x 784 -> 40 (1M)
+# 38.1 -> 43.5, 32 x 784 -> 32 (0.8M) 38.4 -> 35.6, 32 x 784 -> 16 (0.4M)
+# 35.0 -> 31.0; float32 32 x 784 -> 512 62.6 -> 98.9, 64 x 784 -> 16 (0.8M)
+# 84.9 -> 91.9, 32 x 784 -> 40 (1M) 82.4 -> 77.0, 32 x 784 -> 16 67.0 -> 49.4.  Beside
 # one busy process the epoch on two threads ran at 0.96-1.01x one thread, so
 # the default needs no load test.  The parallel loops run only on numba's
 # tbb layer (_threads.py: thread-safe, fork-safe, no spinning); the caller
@@ -239,9 +242,12 @@ SLICES_PER_THREAD = 4
 
 
 @njit(**OPTS)
-def _parallel_pays(threads, work):
-    """Whether a loop of `work` multiply-adds runs on `threads` threads (else on the calling one)."""
-    return threads > 1 and work >= PARALLEL_MIN_WORK
+def _parallel_pays(threads, work, itemsize):
+    """Whether a loop of `work` multiply-adds on values of itemsize bytes runs on `threads` threads.
+
+    float32 multiply-adds count half: a core does twice as many a cycle.
+    """
+    return threads > 1 and work * itemsize >= PARALLEL_MIN_WORK * 8
 
 
 @njit(**OPTS)
@@ -264,7 +270,7 @@ def _dense_slices(W, b, a_prev, z, threads):
 @njit(**OPTS)
 def _dense(W, b, a_prev, z, threads):
     """z = a_prev W^T + b (b empty: no b) for every unit: on `threads` threads where that pays."""
-    if _parallel_pays(threads, a_prev.shape[0] * a_prev.shape[1] * W.shape[0]):
+    if _parallel_pays(threads, a_prev.shape[0] * a_prev.shape[1] * W.shape[0], W.itemsize):
         _dense_slices(W, b, a_prev, z, threads)
     else:
         _dense_units(W, b, a_prev, z, 0, W.shape[0])
@@ -400,7 +406,7 @@ def _backprop_linear(W, delta, out, scratch, threads):
     if B >= TRANSPOSE_MIN_BATCH and scratch.shape[0] >= n_in * n_out:
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
         _dense(W_T, scratch[:0], delta, out, threads)
-    elif _parallel_pays(threads, B * n_in * n_out):
+    elif _parallel_pays(threads, B * n_in * n_out, W.itemsize):
         _backprop_linear_slices(W, delta, out, threads)
     else:
         _backprop_linear_inputs(W, delta, out, 0, n_in)
@@ -671,7 +677,7 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     n_out, n_in = dW.shape
     if B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
         _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
-    elif _parallel_pays(threads, B * n_in * n_out):
+    elif _parallel_pays(threads, B * n_in * n_out, dW.itemsize):
         _outer_sum_slices(delta, a_prev, scale, dW, threads)
     else:
         _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)

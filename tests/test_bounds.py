@@ -46,8 +46,8 @@ def _exercise():
         # Above the kernels' blocking and threading thresholds (K_BLOCK 128 inputs, SAMPLE_BLOCK 64
         # samples, tiles of 4, the dot-product dC/dW from B = 16 and 64 units), with remainders everywhere.
         ([130, 67, 5, 3], "tanh", "cross_entropy", None),
-        # Above PARALLEL_MIN_WORK from B = 60: the parallel loops, row updates at 60, dot products at 70.
-        ([150, 150, 130, 3], "sigmoid", "cross_entropy", None),
+        # Above PARALLEL_MIN_WORK (float32: twice) from B = 60: the parallel loops, row updates at 60, dot products at 70.
+        ([150, 280, 130, 3], "sigmoid", "cross_entropy", None),
     ]
     optimizers = ["sgd", "momentum", "nesterov", "adam"]
     for dtype in (np.float64, np.float32):

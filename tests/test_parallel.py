@@ -59,25 +59,29 @@ def test_slices_cover_the_range_once(n, n_slices, step):
 
 
 def test_dispatch_takes_the_parallel_loop_only_where_it_pays():
-    assert not K._parallel_pays(1, 10 ** 9)
-    assert not K._parallel_pays(2, K.PARALLEL_MIN_WORK - 1)
-    assert K._parallel_pays(2, K.PARALLEL_MIN_WORK)
+    assert not K._parallel_pays(1, 10 ** 9, 8)
+    assert not K._parallel_pays(2, K.PARALLEL_MIN_WORK - 1, 8)
+    assert K._parallel_pays(2, K.PARALLEL_MIN_WORK, 8)
+    # float32: twice the multiply-adds (a core does twice as many a cycle)
+    assert not K._parallel_pays(2, 2 * K.PARALLEL_MIN_WORK - 1, 4)
+    assert K._parallel_pays(2, 2 * K.PARALLEL_MIN_WORK, 4)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("batch_size, optimizer", [(60, "adam"), (70, "momentum"), (256, "sgd")])
 def test_epoch_on_two_threads_equals_one_thread(dtype, batch_size, optimizer):
-    """[150, 150, 130, 3]: from B = 60 every matrix loop passes PARALLEL_MIN_WORK; B = 60 takes the row
-    updates of W^T delta and dC/dW in layer 2, B = 70 the dot-product forms, B = 256 a partial last batch."""
+    """[150, 280, 130, 3]: from B = 60 every matrix loop but the output layer's passes PARALLEL_MIN_WORK
+    (twice that in float32); B = 60 takes the row updates of W^T delta and dC/dW in layer 2, B = 70 the
+    dot-product forms, B = 256 a partial last batch."""
     # layer 2 at B = 60: both row-update forms (B < TRANSPOSE_MIN_BATCH, B n_out < DOT_MIN_WORK), in parallel
-    assert 60 * 150 * 130 >= K.PARALLEL_MIN_WORK and 60 < K.TRANSPOSE_MIN_BATCH and 60 * 130 < K.DOT_MIN_WORK
+    assert 60 * 280 * 130 >= 2 * K.PARALLEL_MIN_WORK and 60 < K.TRANSPOSE_MIN_BATCH and 60 * 130 < K.DOT_MIN_WORK
     if kernel_threads() < 2:
         pytest.skip("the kernels run on one thread here (no tbb layer or NUMBA_NUM_THREADS=1)")
     rng = np.random.default_rng(5)
     X, Y = rng.normal(size=(300, 150)), rng.integers(0, 3, 300)
     nets = []
     for threads in (1, kernel_threads()):
-        net = MLP([150, 150, 130, 3], activation="tanh", loss="cross_entropy", seed=1, dtype=dtype)
+        net = MLP([150, 280, 130, 3], activation="tanh", loss="cross_entropy", seed=1, dtype=dtype)
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:

@@ -121,7 +121,7 @@ def _parallel_spec(seed):
     """A network and data whose every matrix loop passes the kernels' PARALLEL_MIN_WORK (test_parallel.py)."""
     rng = np.random.default_rng(seed)
     X, Y = rng.normal(size=(280, 150)), rng.integers(0, 3, 280)
-    return dict(sizes=[150, 150, 130, 3], X=X, Y=Y, seed=seed)
+    return dict(sizes=[150, 280, 130, 3], X=X, Y=Y, seed=seed)
 
 
 def _train_parallel(spec, batch_size=70):
