@@ -391,19 +391,26 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
 # B = 32: 18 -> 15; 27 -> 32: there the transposition (n_in n_out copies)
 # costs about what the faster tiles save.
 TRANSPOSE_MIN_BATCH = 64
+# ... and when its sums over the units j are long enough: n_out values of at
+# least TRANSPOSE_MIN_BYTES (32 float64, 64 float32).  Measured at B = 256,
+# 512 inputs, GFLOP/s row updates vs dot form, float64; float32: n_out = 10:
+# 13.6 vs 11.0; 33.9 vs 11.3.  16: 21.4 vs 16.3; 38.8 vs 19.8.  32: 11.9 vs
+# 23.7; 45.9 vs 30.6.  64: 13.9 vs 30.5; 34.8 vs 45.1.
+TRANSPOSE_MIN_BYTES = 256
 
 
 @njit(**OPTS)
 def _backprop_linear(W, delta, out, scratch, threads):
     """out = delta W, i.e. out[s] = W^T delta[s]: dC/da[l-1] from delta[l] = dC/dz[l].
 
-    With B >= TRANSPOSE_MIN_BATCH and scratch of at least n_in * n_out values,
-    as _dense(W^T, no bias, delta, threads) (the sums over j contiguous); else
-    row by row of W (_backprop_linear_inputs).
+    With B >= TRANSPOSE_MIN_BATCH, n_out values of at least TRANSPOSE_MIN_BYTES
+    and scratch of at least n_in * n_out values, as _dense(W^T, no bias,
+    delta, threads) (the sums over j contiguous); else row by row of W
+    (_backprop_linear_inputs, split over the inputs k where that pays).
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
-    if B >= TRANSPOSE_MIN_BATCH and scratch.shape[0] >= n_in * n_out:
+    if B >= TRANSPOSE_MIN_BATCH and n_out * W.itemsize >= TRANSPOSE_MIN_BYTES and scratch.shape[0] >= n_in * n_out:
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
         _dense(W_T, scratch[:0], delta, out, threads)
     elif _parallel_pays(threads, B * n_in * n_out, W.itemsize):

@@ -49,7 +49,8 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
         z_nob = np.empty((B, n_out), dtype)
         K._dense_units(W, b[:0], A, z_nob, 0, n_out)
         _close(z_nob, z_ref - b, dtype, np.sqrt(n_in))
-        # W^T delta: row updates (no scratch), and the dense tiles over W^T (scratch, from TRANSPOSE_MIN_BATCH)
+        # W^T delta: row updates (no scratch), and the dense tiles over W^T (scratch, from
+        # TRANSPOSE_MIN_BATCH samples and TRANSPOSE_MIN_BYTES of units)
         o_ref = np.empty((B, n_in), dtype)
         K._backprop_linear_reference(W, D, o_ref)
         for scratch in (W[:0].ravel(), np.empty(W.size, dtype)):
