@@ -232,10 +232,11 @@ def _dense_reference(W, b, a_prev, z):
 # 38.1 -> 43.5, 32 x 784 -> 32 (0.8M) 38.4 -> 35.6, 32 x 784 -> 16 (0.4M)
 # 35.0 -> 31.0; float32 32 x 784 -> 512 62.6 -> 98.9, 64 x 784 -> 16 (0.8M)
 # 84.9 -> 91.9, 32 x 784 -> 40 (1M) 82.4 -> 77.0, 32 x 784 -> 16 67.0 -> 49.4.
-# Small batches stay on one thread even on large layers: with the threshold at
-# 2^16, [784,512,512,10] at B = 1 went from 454 to 621 us a sample (float64)
-# and 495 to 900 (float32): the fused step (one thread) then finds half of
-# each W in the other core's cache.  Beside
+# Batches the fused step takes (B <= FUSED_MAX_BATCH) stay on one thread even
+# on large layers, their forward pass too: on two threads [784,512,512,10] at
+# B = 4-8 ran at 0.86-0.98x, and at B = 1 (threshold lowered to 2^16) at
+# 0.55-0.73x: the fused pass (one thread) then finds half of each W in the
+# other core's cache.  From B = 16 the blocked step gains (1.6-1.9x).  Beside
 # one busy process the epoch on two threads ran at 0.96-1.01x one thread, so
 # the default needs no load test.  The parallel loops run only on numba's
 # tbb layer (_threads.py: thread-safe, fork-safe, no spinning); the caller
@@ -1072,8 +1073,9 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
             continue  # every sample of the batch weighs 0: nothing to learn from it
         _load_inputs(X, perm, start, B, arch, a_buf)
         y = _load_targets(Y, perm, start, B, y_buf)
-        # dropout masks (drop_seed >= 0) follow the row's place in the epoch: the same wherever an epoch is cut
-        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, threads)
+        # dropout masks (drop_seed >= 0) follow the row's place in the epoch: the same wherever an epoch is cut;
+        # batches the fused step may take stay on one thread (see PARALLEL: B = 4-8 measured 0.86-0.98x on two)
+        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, 1 if B <= FUSED_MAX_BATCH else threads)
         a_L = _rows(a_buf, arch, L, B)
         batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y, w)
         status = OK
