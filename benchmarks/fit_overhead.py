@@ -2,15 +2,25 @@
 
 For [4,3,2,1] (where the step is nothing, so the figure is all overhead) and
 [784,512,512,10] (where the target is at most 10% of one step), the median
-thread time of many calls of: ``Workspace.run_epoch`` on one row (the step
-itself), ``fit(epochs=1)`` and ``partial_fit`` on the same row; interleaved,
-so load changes hit every case alike.  ``python benchmarks/fit_overhead.py
-[calls]``; add ``--profile`` for a cProfile of fit's calls on [4,3,2,1].
+thread time of many calls of: the compiled call alone (``kernel``),
+``Workspace.run_epoch`` on one row (the step as fit runs it: the compiled call
+inside the overflow guard), ``fit(epochs=1)`` and ``partial_fit`` on the same
+row; interleaved, so load changes hit every case alike.  ``python
+benchmarks/fit_overhead.py [calls] [--optimizer NAME]``; add ``--profile``
+for a cProfile of fit's calls on [4,3,2,1].
 
-On the large network fit's Python part runs ~3x slower than on the small one:
-each call's 5 MB passes (the step, the overflow guard's copy and test) leave
-the caches cold for it.  Thread times on a shared machine vary by 2x with its
-load: compare figures from one run.
+Where the time goes on [784,512,512,10] (sgd, load ~3.5, thread time): the
+compiled call 0.8 ms; run_epoch 1.9 ms, the overflow guard's copy of theta
+before the call (~0.75 ms) and finiteness test after it (~0.2-0.3 ms) being
+more than half of it (the compiled step can overflow theta to inf with a
+finite gradient, so both are needed until the kernel itself refuses such a
+step); fit 0.6 ms more: its up-front finiteness test of theta (~0.2 ms, one
+read of 5.3 MB) and its Python (~70 us on the small network, ~3-5x that
+here: each call's 5 MB passes leave the caches cold for it).  With adam the
+guard also copies the two state vectors (run_epoch 5.0 ms against a 1.8 ms
+compiled call); fit skips that copy on its first step, when the state is
+still zero.  Thread times on a shared machine vary by 2x with its load:
+compare figures from one run.
 """
 
 import cProfile
