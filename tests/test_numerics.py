@@ -215,6 +215,23 @@ def test_skip_also_skips_updates_that_overflow():
     np.testing.assert_array_equal(net.theta, before)
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
+def test_an_overflowing_first_step_is_undone_with_the_optimizer_state(optimizer):
+    """The first step overflows theta and is skipped: theta and the velocity are restored to where they were
+    (zero, before any step: not copied), so the run equals one without that batch, state included."""
+    net, X, Y = _overflowing_update()
+    X[2:] = 1.0  # the second batch takes a finite step
+    history = net.fit(X, Y, epochs=1, batch_size=2, learning_rate=1e4, optimizer=optimizer, shuffle=False,
+                      progress=False, on_nonfinite="skip")
+    assert history["skipped_steps"] == [1]
+    ref, _, _ = _overflowing_update()
+    ref.fit(X[2:], Y[2:], epochs=1, batch_size=2, learning_rate=1e4, optimizer=optimizer, shuffle=False,
+            progress=False)
+    np.testing.assert_array_equal(net.theta, ref.theta)
+    np.testing.assert_array_equal(net._workspace.state, ref._workspace.state)
+    assert net._workspace.step == ref._workspace.step == 1
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_skip_skips_only_the_bad_batch(optimizer):
     """One sample overflows the float32 loss: with on_nonfinite='skip' only its batch is dropped."""
