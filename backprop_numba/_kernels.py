@@ -43,11 +43,8 @@ from .activations import _activate, _backprop_activation, _g_prime
 from .losses import _count_correct, _loss_sum, _output_delta
 from .optimizers import WEIGHT_DECAY, _step, _step_factors, _step_range
 
-# No "nnan"/"ninf": the finiteness checks below must survive, and no "afn":
-# approximate exp/log would move results beyond rounding.
-FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
-# error_model="numpy" keeps IEEE division (no ZeroDivisionError from a kernel).
-OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+from ._jit import FASTMATH, OPTS  # noqa: F401 - FASTMATH: tests compile reference loops with it
+
 # The training loop is compiled without the runtime's reference counting: numba
 # otherwise increfs every array argument of every call it makes on entry and
 # decrefs it on every exit (atomic operations, ~40 calls a step), which was
@@ -98,6 +95,13 @@ DOT_MIN_WORK = 8192
 
 # Rows of the ``arch`` table.
 N, ACT, WOFF, BOFF, UOFF = 0, 1, 2, 3, 4
+
+# Constants kernels pass to kernels, as int64 values: a literal (-1, 0, 1) is
+# typed Literal[int] and compiles the callee (and its callees) once more than
+# the int64 variables of other callers (_forward, _drop and _dropout_keep were
+# each compiled twice in a digits run, ~1.5 s of its cold compile;
+# tests/test_compile.py checks that each kernel compiles once).
+NO_SEED, ZERO, ONE_THREAD = np.int64(-1), np.int64(0), np.int64(1)
 
 # Status codes returned by the training kernel.
 OK, NONFINITE_LOSS, NONFINITE_GRADIENT = 0, 1, 2
@@ -255,7 +259,7 @@ def _parallel_pays(threads, work, itemsize):
     return threads > 1 and work * itemsize >= PARALLEL_MIN_WORK * 8
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)  # inlined: no compile of its own for each literal step and index type
 def _slice_bounds(n, p, n_slices, step):
     """Slice p of n_slices of the range 0..n, cut at multiples of step."""
     pieces = (n + step - 1) // step
@@ -278,7 +282,7 @@ def _dense(W, b, a_prev, z, threads):
     if _parallel_pays(threads, a_prev.shape[0] * a_prev.shape[1] * W.shape[0], W.itemsize):
         _dense_slices(W, b, a_prev, z, threads)
     else:
-        _dense_units(W, b, a_prev, z, 0, W.shape[0])
+        _dense_units(W, b, a_prev, z, ZERO, W.shape[0])
 
 
 @njit(**OPTS)
@@ -378,7 +382,7 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
     for start in range(0, total, chunk):
         B = min(chunk, total - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0, threads)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, threads)
         a_L = _rows(a_buf, arch, L, B)
         for s in range(B):
             for j in range(a_L.shape[1]):
@@ -421,7 +425,7 @@ def _backprop_linear(W, delta, out, scratch, threads):
     elif _parallel_pays(threads, B * n_in * n_out, W.itemsize):
         _backprop_linear_slices(W, delta, out, threads)
     else:
-        _backprop_linear_inputs(W, delta, out, 0, n_in)
+        _backprop_linear_inputs(W, delta, out, ZERO, n_in)
 
 
 @njit(**PARALLEL)
@@ -692,7 +696,7 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     elif _parallel_pays(threads, B * n_in * n_out, dW.itemsize):
         _outer_sum_slices(delta, a_prev, scale, dW, threads)
     else:
-        _outer_sum_units(delta, a_prev, scale, dW, 0, n_out)
+        _outer_sum_units(delta, a_prev, scale, dW, ZERO, n_out)
 
 
 @njit(**PARALLEL)
@@ -753,13 +757,13 @@ def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d
     B = X.shape[0]
     L = arch.shape[1] - 1
     rows = np.arange(B)
-    _load_inputs(X, rows, 0, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, 0, threads)
+    _load_inputs(X, rows, ZERO, B, arch, a_buf)
+    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, ZERO, threads)
     a_L = _rows(a_buf, arch, L, B)
     w_total = _weight_sum(SW, B)
     value = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), Y, SW) / w_total
     _output_delta(loss, loss_param, arch[ACT, L], a_L, Y, SW, _rows(d_buf, arch, L, B))
-    _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, 0, grad, threads)  # grad: scratch until written
+    _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, ZERO, grad, threads)  # grad: scratch until written
     _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf, threads)
     return value
 
@@ -775,7 +779,7 @@ def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk, th
     for start in range(0, total_rows, chunk):
         B = min(chunk, total_rows - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0, threads)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, threads)
         y = Y[start:start + B]
         w = SW[start:start + B] if SW.shape[0] != 0 else SW
         total += _loss_sum(loss, loss_param, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y, w)
@@ -798,14 +802,14 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     L = arch.shape[1] - 1
     rows = np.arange(B)
     no_dropout = np.empty(0)
-    _load_inputs(X, rows, 0, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B, no_dropout, -1, 0, 1)
+    _load_inputs(X, rows, ZERO, B, arch, a_buf)
+    _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, ONE_THREAD)
     # note 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
     _backprop_activation(arch[ACT, L], _rows(a_buf, arch, L, B), V, _rows(d_buf, arch, L, B))
     no_scratch = theta[:0]
-    _backward(theta, arch, a_buf, d_buf, B, no_dropout, -1, 0, no_scratch, 1)
+    _backward(theta, arch, a_buf, d_buf, B, no_dropout, NO_SEED, ZERO, no_scratch, ONE_THREAD)
     # note 000: grad_x a[L] = W[1]^T delta[1]  (the input layer has no activation)
-    _backprop_linear(_W(theta, arch, 1), _rows(d_buf, arch, 1, B), gx, no_scratch, 1)
+    _backprop_linear(_W(theta, arch, 1), _rows(d_buf, arch, 1, B), gx, no_scratch, ONE_THREAD)
 
 
 # --------------------------------------------------------------------------
@@ -1075,7 +1079,7 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
         y = _load_targets(Y, perm, start, B, y_buf)
         # dropout masks (drop_seed >= 0) follow the row's place in the epoch: the same wherever an epoch is cut;
         # batches the fused step may take stay on one thread (see PARALLEL: B = 4-8 measured 0.86-0.98x on two)
-        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, 1 if B <= FUSED_MAX_BATCH else threads)
+        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, ONE_THREAD if B <= FUSED_MAX_BATCH else threads)
         a_L = _rows(a_buf, arch, L, B)
         batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y, w)
         status = OK

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-_OPTS = dict(cache=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy", nogil=True)
+from ._jit import OPTS as _OPTS
 
 SIGMOID, TANH, RELU, IDENTITY, SOFTMAX, LEAKY_RELU, EXP = 0, 1, 2, 3, 4, 5, 6
 

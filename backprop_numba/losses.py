@@ -44,7 +44,7 @@ from numba import njit
 
 from .activations import _backprop_activation
 
-_OPTS = dict(cache=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy", nogil=True)
+from ._jit import OPTS as _OPTS
 # The loss value is written so that no two large terms cancel; "reassoc" would
 # let LLVM undo that (a - (b - c) -> a - b + c), so it is left out here.  The
 # loss touches only the output layer: no measurable cost.

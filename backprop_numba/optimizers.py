@@ -32,7 +32,7 @@ from numba import njit
 from ._validation import check_choice, check_params
 
 # Kernel options: the same as _kernels.OPTS (kept here to avoid an import cycle).
-_OPTS = dict(cache=True, fastmath={"nsz", "arcp", "contract", "reassoc"}, error_model="numpy", nogil=True)
+from ._jit import OPTS as _OPTS
 
 # Optimizer codes, dispatched by _step below.
 SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAM_CODE, RMSPROP_CODE = 0, 1, 2, 3, 4
