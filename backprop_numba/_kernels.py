@@ -35,7 +35,7 @@ and a non-finite loss or gradient is reported through a status code.
 
 
 import numpy as np
-from numba import njit, types
+from numba import config as numba_config, njit, types
 from numba.core import cgutils
 from numba.core.cpu import CPUTargetOptions as _CPUTargetOptions
 from numba.extending import intrinsic
@@ -160,6 +160,11 @@ def _matrix(typingctx, flat, n_rows, n_cols):
         return impl_ret_borrowed(context, builder, sig.return_type, out._getvalue())
 
     return result(flat, n_rows, n_cols), codegen
+
+
+if numba_config.DISABLE_JIT:  # the kernels run as Python (NUMBA_DISABLE_JIT=1), where an intrinsic cannot
+    def _matrix(flat, n_rows, n_cols):
+        return flat.reshape((n_rows, n_cols))
 
 
 @njit(inline="always", **OPTS)
