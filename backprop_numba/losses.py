@@ -166,7 +166,7 @@ def _loss_sum(loss, p, a, z, y, w):
     return total
 
 
-@njit(**_OPTS)
+@njit(inline="always", **_OPTS)  # a call a step: see _kernels._load_inputs
 def _output_delta(loss, p, code, a, y, w, delta):
     """delta[L] = w_s dC/da[L] * g_L'(z[L]) (note 002 eq. 1), w_s the sample's weight (w empty: 1).
 
@@ -226,7 +226,7 @@ def _unweighted_output_delta(loss, p, code, a, y, delta):
     _backprop_activation(code, a, delta, delta)
 
 
-@njit(**_OPTS)
+@njit(inline="always", **_OPTS)  # a call a step: see _kernels._load_inputs
 def _count_correct(loss, a, y, w):
     """Correct classifications in a batch, weighted by w (empty: 1); the accuracy's numerator (0 for regression).
 
