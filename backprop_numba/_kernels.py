@@ -278,7 +278,9 @@ def _dense_reference(W, b, a_prev, z):
 # those of dC/dW by units j.  A thread writes only its own slice, with the
 # sums and their order of one thread, so results are bit-identical to the
 # serial loops.  The slices are cut at whole tiles, SLICES_PER_THREAD per
-# thread (numba hands each thread an equal run of them).  A second thread
+# thread; the Python layer calls the kernels with numba's chunk size 1
+# (_threads.call_kernel), so a slice is a task and a thread kept off its core
+# by another process holds back only the slice it is on.  A second thread
 # pays from about PARALLEL_MIN_WORK float64 multiply-adds a call (~30 us on
 # one core), twice as many in float32; measured (2026-12-01, tbb layer, other
 # processes stopped, GFLOP/s one thread -> two, forward tiles, multiply-adds

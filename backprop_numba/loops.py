@@ -24,7 +24,7 @@ shape (n_out, n_in); A and Z hold one sample per row.
 import numpy as np
 
 from . import _kernels as K
-from ._threads import kernel_threads
+from ._threads import call_kernel
 
 __all__ = ["dense", "dense_transpose", "outer_sum"]
 
@@ -64,7 +64,7 @@ def dense(W, b, A, Z=None):
     if not isinstance(b, np.ndarray) or b.shape != (n_out,) or b.dtype != W.dtype:
         raise ValueError(f"b must be a ({n_out},) array of dtype {W.dtype}.")
     Z = _output("Z", Z, (A.shape[0], n_out), W.dtype)
-    K._dense(W, np.ascontiguousarray(b), A, Z, kernel_threads())
+    call_kernel(K._dense, W, np.ascontiguousarray(b), A, Z)
     return Z
 
 
@@ -77,7 +77,7 @@ def dense_transpose(W, D, OUT=None):
     OUT = _output("OUT", OUT, (D.shape[0], n_in), W.dtype)
     # scratch for W^T, used from K.TRANSPOSE_MIN_BATCH samples on
     scratch = np.empty(W.size if D.shape[0] >= K.TRANSPOSE_MIN_BATCH else 0, dtype=W.dtype)
-    K._backprop_linear(W, D, OUT, scratch, kernel_threads())
+    call_kernel(K._backprop_linear, W, D, OUT, scratch)
     return OUT
 
 
@@ -98,5 +98,5 @@ def outer_sum(D, A, dW=None, scale=1.0, scratch=None):
     elif not (isinstance(scratch, np.ndarray) and scratch.ndim == 1 and scratch.dtype == D.dtype
               and scratch.flags.c_contiguous and scratch.flags.writeable and scratch.shape[0] >= need):
         raise ValueError(f"scratch must be a writeable contiguous 1-D {D.dtype} array of at least {need} values.")
-    K._outer_sum(D, A, float(scale), dW, scratch, kernel_threads())
+    call_kernel(K._outer_sum, D, A, float(scale), dW, scratch)
     return dW

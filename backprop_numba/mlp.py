@@ -20,7 +20,7 @@ from ._validation import (
     check_targets,
     check_theta,
 )
-from ._threads import kernel_threads
+from ._threads import call_kernel
 from .training import DivergenceError, _accuracy
 
 __all__ = ["MLP", "DivergenceError"]
@@ -247,7 +247,7 @@ class MLP:
         chunk = min(B, PREDICT_CHUNK)
         a_buf, z_buf = self._unit_buffers(chunk, 2)
         out = np.empty((B, self.layer_sizes[-1]), dtype=self.dtype)
-        K._predict(self.theta, self._arch, X, np.arange(B), out, a_buf, z_buf, chunk, kernel_threads())
+        call_kernel(K._predict, self.theta, self._arch, X, np.arange(B), out, a_buf, z_buf, chunk)
         return out
 
     def predict(self, X):
@@ -300,8 +300,8 @@ class MLP:
         a_buf, z_buf, d_buf = self._unit_buffers(X.shape[0], 3)
         grad = np.empty(self._n_params, dtype=self.dtype)
         SW = np.empty(0, dtype=self.dtype) if SW is None else SW
-        value = K._loss_and_gradients(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
-                                      z_buf, d_buf, grad, self._drop_rates, drop_seed, kernel_threads())
+        value = call_kernel(K._loss_and_gradients, self.theta, self._arch, self._loss_code, self._loss_param, X, Y,
+                            SW, a_buf, z_buf, d_buf, grad, self._drop_rates, drop_seed)
         return float(value), grad
 
     def loss_value(self, X, Y, sample_weight=None):
@@ -315,8 +315,8 @@ class MLP:
         chunk = min(X.shape[0], PREDICT_CHUNK)
         a_buf, z_buf = self._unit_buffers(chunk, 2)
         SW = np.empty(0, dtype=self.dtype) if SW is None else SW
-        return float(K._loss_value(self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW, a_buf,
-                                   z_buf, chunk, kernel_threads()))
+        return float(call_kernel(K._loss_value, self.theta, self._arch, self._loss_code, self._loss_param, X, Y, SW,
+                                 a_buf, z_buf, chunk))
 
     def vjp(self, X, V):
         """Vector-Jacobian product V^T J of the output a[L] with respect to the input.

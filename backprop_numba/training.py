@@ -29,7 +29,7 @@ import numpy as np
 from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
-from ._threads import kernel_threads
+from ._threads import call_kernel
 from ._validation import (all_finite, check_float, check_inputs, check_output_path, check_params,
                           check_sample_weight, check_targets, check_theta)
 
@@ -342,10 +342,10 @@ class Workspace:
 
     def _kernel(self, X, Y, SW, first, last, lr, t, skip):
         net = self.net
-        return K._train_batches(net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm, first,
-                                last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
-                                self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc, self.w_abs, net._drop_rates,
-                                self.dropout_seed, kernel_threads())
+        return call_kernel(K._train_batches, net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm,
+                           first, last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
+                           self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc, self.w_abs,
+                           net._drop_rates, self.dropout_seed)
 
     def _guarded(self, X, Y, SW, first, last, lr, skip):
         """Batches first..last-1 through the kernel, plus a guarantee the kernel alone does not give.
