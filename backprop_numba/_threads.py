@@ -1,7 +1,7 @@
 """How many threads the kernels may use: numba's thread count, on numba's tbb layer only.
 
-The kernels' parallel loop (``_kernels._dense_slices``) follows numba's
-conventions: it uses ``numba.get_num_threads()`` threads, which
+The kernels' parallel loops (``_kernels._*_slices``) follow numba's
+conventions: they use ``numba.get_num_threads()`` threads, which
 ``numba.set_num_threads(n)`` (per calling thread) or the environment variable
 ``NUMBA_NUM_THREADS`` (per process, read at import) lower; 1 keeps every
 kernel serial.  It runs only on numba's ``tbb`` threading layer: that layer is
