@@ -47,7 +47,7 @@ from .activations import SOFTMAX, _activate, _backprop_activation, _g, _g_prime
 from .losses import _count_correct, _loss_sum, _output_delta
 from .optimizers import WEIGHT_DECAY, _step, _step_factors, _step_one, _step_range
 
-from ._jit import FASTMATH, OPTS  # noqa: F401 - FASTMATH: tests compile reference loops with it
+from ._jit import FASTMATH, OPTS, TILE_OPTS  # noqa: F401 - FASTMATH: tests compile reference loops with it
 
 # The training loop is compiled without the runtime's reference counting: numba
 # otherwise increfs every array argument of every call it makes on entry and
@@ -465,6 +465,158 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
 # Backward pass: the delta recursion and the gradients
 # --------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------
+# The register tile of W^T delta and dC/dW (outer-product form)
+# --------------------------------------------------------------------------
+
+# Both backward matrix loops are sums of outer products: W^T delta adds
+# delta[s, j] W[j, :] over the units j, dC/dW adds delta[s, j] a[l-1][s, :]
+# over the samples s.  _tile keeps a 3 x 16 block of the result in registers
+# (48 running sums: 12 AVX2 vectors of float64, 6 of float32) while it runs
+# along that sum, loading 16 values of one operand and broadcasting 3 of the
+# other per step: 48 multiply-adds for 19 loads, nothing stored until the end.
+# Both operands are first copied ("packed") into the order the tile reads
+# them: the rows of W or a[l-1] are n_in values apart, and with n_in = 512
+# float64 (4 KB) every row of a panel falls in the same L1 set.  Measured one
+# thread, float64 GFLOP/s, 2026-12-01, AVX2 (NumPy's one-thread matmul beside):
+# W^T delta at B = 32, 784->128: row updates 17, unpacked tile 29, packed 28
+# (NumPy 25); 512->512: 14, 12, 16-20 (23-27); dC/dW 512->512 at B = 32: 15,
+# 14, 27-28 (20-22).  ROWS and PANEL name the shape; the tile is unrolled by
+# hand, like TILE.
+ROWS, PANEL = 3, 16
+if (ROWS, PANEL) != (3, 16):  # pragma: no cover - guards an edit of the line above
+    raise ImportError("backprop_numba._kernels.ROWS, PANEL must be 3, 16: the register tile is unrolled by hand.")
+# Blocks of the packed operands: J_BLOCK units of W (16 KB of float64 per
+# panel) for W^T delta, S_BLOCK samples of a[l-1] for dC/dW.
+J_BLOCK = 128
+S_BLOCK = 128
+# Where the tiles replace the other forms: float64 batches of ROWS to
+# TILE_MAX_BATCH - 1 samples.  In the library (one thread, float64 GFLOP/s,
+# old forms -> tiles, 2026-12-01, load ~0.9): W^T delta 784->512 at B = 32
+# 11.6 -> 15.6, B = 64 14.3 -> 22.1; dC/dW 7.5 -> 12.1 and 17.4 -> 17.9; at
+# B = 256 the dot-product forms were as fast or faster (dC/dW 512->512: 27.0
+# against 21.6).  In float32 the 16 columns are only 2 vectors, 6 registers
+# of sums, and the tiles measured no faster than the old forms (W^T delta
+# 784->512 at B = 64: 43.0 against 39.9); a 32-column float32 tile is the
+# next step there.
+TILE_MAX_BATCH = 128
+
+
+@njit(**TILE_OPTS)
+def _tile(A, a0, n, P, C, r, k, scale):
+    """C[r + t, k + c] += scale * sum_{i < n} A[a0 + 3 i + t] P[16 i + c] for t < 3, c < 16.
+
+    .. math:: C_{r+t,\\,k+c} \\mathrel{+}= \\text{scale} \\sum_i A_{it} P_{ic}
+
+    The register tile: A holds 3 rows' coefficients per step i (delta, packed),
+    P 16 columns per step (a packed panel of W or a[l-1]).  Its one-loop form
+    is the reference of the loop that calls it (_backprop_linear_reference,
+    _outer_sum_reference).
+    """
+    c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = C.dtype.type(0)
+    c08 = c09 = c0a = c0b = c0c = c0d = c0e = c0f = C.dtype.type(0)
+    c10 = c11 = c12 = c13 = c14 = c15 = c16 = c17 = C.dtype.type(0)
+    c18 = c19 = c1a = c1b = c1c = c1d = c1e = c1f = C.dtype.type(0)
+    c20 = c21 = c22 = c23 = c24 = c25 = c26 = c27 = C.dtype.type(0)
+    c28 = c29 = c2a = c2b = c2c = c2d = c2e = c2f = C.dtype.type(0)
+    # 2-D views with an unsigned row and constant columns: numba then emits no
+    # negative-index wraparound (uint64 + 1 is a signed int64 in numba, and its
+    # wraparound test kept SLP from packing the tile: 3 GFLOP/s)
+    A_i = _matrix(A[a0:], n, 3)
+    P_i = _matrix(P, n, 16)
+    for i in range(np.uint64(n)):
+        w0, w1, w2, w3, w4, w5, w6, w7 = P_i[i, 0], P_i[i, 1], P_i[i, 2], P_i[i, 3], P_i[i, 4], P_i[i, 5], P_i[i, 6], P_i[i, 7]
+        w8, w9, wa, wb, wc, wd, we, wf = P_i[i, 8], P_i[i, 9], P_i[i, 10], P_i[i, 11], P_i[i, 12], P_i[i, 13], P_i[i, 14], P_i[i, 15]
+        d0, d1, d2 = A_i[i, 0], A_i[i, 1], A_i[i, 2]
+        c00 += d0 * w0; c01 += d0 * w1; c02 += d0 * w2; c03 += d0 * w3  # noqa: E702
+        c04 += d0 * w4; c05 += d0 * w5; c06 += d0 * w6; c07 += d0 * w7  # noqa: E702
+        c08 += d0 * w8; c09 += d0 * w9; c0a += d0 * wa; c0b += d0 * wb  # noqa: E702
+        c0c += d0 * wc; c0d += d0 * wd; c0e += d0 * we; c0f += d0 * wf  # noqa: E702
+        c10 += d1 * w0; c11 += d1 * w1; c12 += d1 * w2; c13 += d1 * w3  # noqa: E702
+        c14 += d1 * w4; c15 += d1 * w5; c16 += d1 * w6; c17 += d1 * w7  # noqa: E702
+        c18 += d1 * w8; c19 += d1 * w9; c1a += d1 * wa; c1b += d1 * wb  # noqa: E702
+        c1c += d1 * wc; c1d += d1 * wd; c1e += d1 * we; c1f += d1 * wf  # noqa: E702
+        c20 += d2 * w0; c21 += d2 * w1; c22 += d2 * w2; c23 += d2 * w3  # noqa: E702
+        c24 += d2 * w4; c25 += d2 * w5; c26 += d2 * w6; c27 += d2 * w7  # noqa: E702
+        c28 += d2 * w8; c29 += d2 * w9; c2a += d2 * wa; c2b += d2 * wb  # noqa: E702
+        c2c += d2 * wc; c2d += d2 * wd; c2e += d2 * we; c2f += d2 * wf  # noqa: E702
+    _tile_add(C, r, k, scale, c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c0a, c0b, c0c, c0d, c0e, c0f)
+    _tile_add(C, r + 1, k, scale, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c1a, c1b, c1c, c1d, c1e, c1f)
+    _tile_add(C, r + 2, k, scale, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c2a, c2b, c2c, c2d, c2e, c2f)
+
+
+@njit(inline="always", **TILE_OPTS)
+def _tile_add(C, r, k, scale, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, xa, xb, xc, xd, xe, xf):
+    """C[r, k:k + 16] += scale * (x0, ..., xf): one row of _tile's sums."""
+    row = C[r, k:k + 16]  # a view: constant indices below (see _tile)
+    row[0] += scale * x0; row[1] += scale * x1; row[2] += scale * x2; row[3] += scale * x3  # noqa: E702
+    row[4] += scale * x4; row[5] += scale * x5; row[6] += scale * x6; row[7] += scale * x7  # noqa: E702
+    row[8] += scale * x8; row[9] += scale * x9; row[10] += scale * xa; row[11] += scale * xb  # noqa: E702
+    row[12] += scale * xc; row[13] += scale * xd; row[14] += scale * xe; row[15] += scale * xf  # noqa: E702
+
+
+@njit(inline="always", **OPTS)
+def _pack_rows(x, i0, i1, k, P):
+    """P[16 (i - i0) + c] = x[i, k + c] for i0 <= i < i1, c < 16: a panel of 16 columns of x, rows contiguous."""
+    ku = np.uint64(k)
+    p = np.uint64(0)
+    for i in range(np.uint64(i0), np.uint64(i1)):
+        for c in range(np.uint64(16)):
+            P[p + c] = x[i, ku + c]
+        p += np.uint64(16)
+
+
+@njit(inline="always", **OPTS)
+def _pack_triples(x, n_triples, n, A):
+    """A[3 (m n + i) + t] = x[i, 3 m + t] for m < n_triples, i < n, t < 3: x's columns in groups of 3, each group's rows contiguous.
+
+    For dC/dW, x = delta (B x n_out): group m is units 3m..3m+2, step i a sample.
+    """
+    q = np.uint64(0)
+    for m in range(np.uint64(n_triples)):
+        for i in range(np.uint64(n)):
+            A[q] = x[i, np.uint64(3) * m]
+            A[q + np.uint64(1)] = x[i, np.uint64(3) * m + np.uint64(1)]
+            A[q + np.uint64(2)] = x[i, np.uint64(3) * m + np.uint64(2)]
+            q += np.uint64(3)
+
+
+@njit(inline="always", **OPTS)
+def _pack_triples_T(x, n_triples, n, A):
+    """A[3 (m n + j) + t] = x[3 m + t, j] for m < n_triples, j < n, t < 3: x's rows in groups of 3, interleaved.
+
+    For W^T delta, x = delta (B x n_out): group m is samples 3m..3m+2, step j a unit.
+    """
+    q = np.uint64(0)
+    for m in range(np.uint64(n_triples)):
+        r = np.uint64(3) * m
+        for j in range(np.uint64(n)):
+            A[q] = x[r, j]
+            A[q + np.uint64(1)] = x[r + np.uint64(1), j]
+            A[q + np.uint64(2)] = x[r + np.uint64(2), j]
+            q += np.uint64(3)
+
+
+@njit(**OPTS)
+def _tiles_pay(itemsize, B):
+    """Whether the register tiles are the fastest form for this dtype and batch (see TILE_MAX_BATCH)."""
+    return itemsize == 8 and ROWS <= B < TILE_MAX_BATCH
+
+
+@njit(**OPTS)
+def _tile_scratch_need(n_lead, n_other, n_slices):
+    """Values of scratch the tiled W^T delta or dC/dW needs: delta packed for the tile, then one panel per slice."""
+    return (n_lead // ROWS) * ROWS * n_other + n_slices * PANEL * max(J_BLOCK, S_BLOCK)
+
+
+@njit(**OPTS)
+def _tile_slices(threads, work, itemsize, n_k):
+    """Slices of whole 16-column panels the tiled loops split n_k inputs into: 1 where one thread is faster."""
+    if _parallel_pays(threads, work, itemsize):
+        return max(1, min(n_k // PANEL, threads * SLICES_PER_THREAD))
+    return 1
+
+
 # From this batch size on, W^T delta runs as the forward pass's dot-product
 # tiles over a transposed copy of W, when the caller lends the scratch for it.
 # Measured on 512->512, one thread, GFLOP/s of the row updates -> this form
@@ -484,20 +636,80 @@ TRANSPOSE_MIN_BYTES = 256
 def _backprop_linear(W, delta, out, scratch, threads):
     """out = delta W, i.e. out[s] = W^T delta[s]: dC/da[l-1] from delta[l] = dC/dz[l].
 
-    With B >= TRANSPOSE_MIN_BATCH, n_out values of at least TRANSPOSE_MIN_BYTES
-    and scratch of at least n_in * n_out values, as _dense(W^T, no bias,
-    delta, threads) (the sums over j contiguous); else row by row of W
+    Where ``scratch`` holds the packed operands (_tile_scratch_need), as
+    register tiles (_backprop_linear_tiled); else, with B >=
+    TRANSPOSE_MIN_BATCH, n_out values of at least TRANSPOSE_MIN_BYTES and
+    scratch of at least n_in * n_out values, as _dense(W^T, no bias, delta,
+    threads) (the sums over j contiguous); else row by row of W
     (_backprop_linear_inputs, split over the inputs k where that pays).
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
-    if B >= TRANSPOSE_MIN_BATCH and n_out * W.itemsize >= TRANSPOSE_MIN_BYTES and scratch.shape[0] >= n_in * n_out:
+    n_slices = _tile_slices(threads, B * n_in * n_out, W.itemsize, n_in)
+    if _tiles_pay(W.itemsize, B) and n_in >= PANEL and scratch.shape[0] >= _tile_scratch_need(B, n_out, n_slices):
+        _backprop_linear_tiled(W, delta, out, scratch, n_slices)
+    elif B >= TRANSPOSE_MIN_BATCH and n_out * W.itemsize >= TRANSPOSE_MIN_BYTES and scratch.shape[0] >= n_in * n_out:
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
         _dense(W_T, scratch[:0], delta, out, threads)
     elif _parallel_pays(threads, B * n_in * n_out, W.itemsize):
         _backprop_linear_slices(W, delta, out, threads)
     else:
-        _backprop_linear_inputs(W, delta, out, ZERO, n_in)
+        _backprop_linear_inputs(W, delta, out, ZERO, ZERO, n_in)
+
+
+@njit(**OPTS)
+def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
+    """_backprop_linear as register tiles of 3 samples x 16 inputs, on n_slices slices of the inputs.
+
+    delta is packed once (_pack_triples_T) into the front of ``scratch``;
+    each slice packs its own panels of W behind it.  The last B % 3 samples
+    and n_in % 16 inputs take the row updates (_backprop_linear_inputs).
+    """
+    B, n_out = delta.shape
+    n_in = W.shape[1]
+    n_triples = B // ROWS
+    A = scratch[:n_triples * ROWS * n_out]
+    _pack_triples_T(delta, n_triples, n_out, A)
+    k_end = n_in // PANEL * PANEL
+    if n_slices > 1:
+        _backprop_linear_tile_slices(W, out, A, scratch, n_triples, k_end, n_slices)
+    else:
+        _backprop_linear_tiles(W, out, A, scratch[A.shape[0]:], n_triples, n_out, ZERO, k_end)
+    if n_triples * ROWS < B:
+        _backprop_linear_inputs(W, delta, out, n_triples * ROWS, ZERO, k_end)
+    if k_end < n_in:
+        _backprop_linear_inputs(W, delta, out, ZERO, k_end, n_in)
+
+
+@njit(**PARALLEL)
+def _backprop_linear_tile_slices(W, out, A, scratch, n_triples, k_end, n_slices):
+    """_backprop_linear_tiles on n_slices slices of whole panels of the inputs, one panel buffer per slice."""
+    n_out = W.shape[0]
+    a_len = A.shape[0]
+    panel = PANEL * max(J_BLOCK, S_BLOCK)
+    for p in prange(n_slices):
+        k0, k1 = _slice_bounds(k_end, p, n_slices, PANEL)
+        _backprop_linear_tiles(W, out, A, scratch[a_len + p * panel:a_len + (p + 1) * panel], n_triples, n_out, k0, k1)
+
+
+@njit(**OPTS)
+def _backprop_linear_tiles(W, out, A, P, n_triples, n_out, k0, k1):
+    """out[s, k] = sum_j W[j, k] delta[s, j] for whole panels k0 <= k < k1 and samples s < 3 n_triples.
+
+    A is delta packed by _pack_triples_T; each panel of W (J_BLOCK units x
+    16 inputs) is packed into P once and serves every tile of 3 samples.
+    """
+    one = out.dtype.type(1)
+    for k in range(k0, k1, PANEL):
+        for s in range(n_triples * ROWS):
+            for c in range(PANEL):
+                out[s, k + c] = 0.0
+        for j0 in range(0, n_out, J_BLOCK):
+            j1 = min(n_out, j0 + J_BLOCK)
+            _pack_rows(W, j0, j1, k, P)
+            for m in range(n_triples):
+                # note 002 eq. 2: sum_j W_jk delta_sj, for 3 samples s x 16 inputs k at once
+                _tile(A, ROWS * (m * n_out + j0), j1 - j0, P, out, ROWS * m, k, one)
 
 
 @njit(**PARALLEL)
@@ -507,12 +719,12 @@ def _backprop_linear_slices(W, delta, out, threads):
     n_slices = min((n_in + 15) // 16, threads * SLICES_PER_THREAD)
     for p in prange(n_slices):
         k0, k1 = _slice_bounds(n_in, p, n_slices, 16)
-        _backprop_linear_inputs(W, delta, out, k0, k1)
+        _backprop_linear_inputs(W, delta, out, ZERO, k0, k1)
 
 
 @njit(**OPTS)
-def _backprop_linear_inputs(W, delta, out, k0, k1):
-    """out[s, k] = sum_j W[j, k] delta[s, j] for inputs k0 <= k < k1 and every sample s.
+def _backprop_linear_inputs(W, delta, out, s0, k0, k1):
+    """out[s, k] = sum_j W[j, k] delta[s, j] for inputs k0 <= k < k1 and samples s >= s0.
 
     .. math:: \\frac{\\partial C}{\\partial a^{[l-1]}_{sk}} = \\sum_j W^{[l]}_{jk} \\delta^{[l]}_{sj}
 
@@ -521,11 +733,11 @@ def _backprop_linear_inputs(W, delta, out, k0, k1):
     each out[s, k] loaded and stored takes 4 terms.
     """
     for k_first in range(k0, k1, K_BLOCK):
-        _backprop_linear_block(W, delta, out, k_first, min(k1, k_first + K_BLOCK))
+        _backprop_linear_block(W, delta, out, s0, k_first, min(k1, k_first + K_BLOCK))
 
 
 @njit(**OPTS)
-def _backprop_linear_block(W, delta, out, k0, k1):
+def _backprop_linear_block(W, delta, out, s0, k0, k1):
     """_backprop_linear_inputs for one block of inputs k0 <= k < k1.
 
     Indexed as 2-D arrays (out[s, k], W[j, k]), not through row views: with
@@ -535,7 +747,7 @@ def _backprop_linear_block(W, delta, out, k0, k1):
     # unsigned k: numba then skips the negative-index wraparound that blocks vectorising
     ku0, ku1 = np.uint64(k0), np.uint64(k1)
     B, n_out = delta.shape
-    s = 0
+    s = s0
     while s < B:
         m = min(TILE, B - s)  # samples in this tile (the last may be short)
         for t in range(m):
@@ -757,18 +969,77 @@ def _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads):
 def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     """dW = scale * delta^T a_prev, the sum over samples of the outer products delta[s] a_prev[s]^T.
 
-    Picks the faster of the two blocked forms: row updates (_outer_sum_units)
-    or, from DOT_MIN_BATCH samples and B * n_out >= DOT_MIN_WORK, dot products
-    over the samples (_outer_sum_dot; ``scratch``: at least B * (n_in + n_out) values).
+    Where ``scratch`` holds the packed operands (_tile_scratch_need), as
+    register tiles (_outer_sum_tiled); else the faster of the two blocked
+    forms: row updates (_outer_sum_units) or, from DOT_MIN_BATCH samples and
+    B * n_out >= DOT_MIN_WORK, dot products over the samples (_outer_sum_dot;
+    ``scratch``: at least B * (n_in + n_out) values).
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
-    if B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
+    n_slices = _tile_slices(threads, B * n_in * n_out, dW.itemsize, n_in)
+    if _tiles_pay(dW.itemsize, B) and n_out >= ROWS and n_in >= PANEL and scratch.shape[0] >= _tile_scratch_need(n_out, B, n_slices):
+        _outer_sum_tiled(delta, a_prev, dW.dtype.type(scale), dW, scratch, n_slices)
+    elif B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
         _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
     elif _parallel_pays(threads, B * n_in * n_out, dW.itemsize):
         _outer_sum_slices(delta, a_prev, scale, dW, threads)
     else:
         _outer_sum_units(delta, a_prev, scale, dW, ZERO, n_out)
+
+
+@njit(**OPTS)
+def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
+    """_outer_sum as register tiles of 3 units x 16 inputs, on n_slices slices of the inputs.
+
+    delta is packed once (_pack_triples) into the front of ``scratch``; each
+    slice packs its own panels of a_prev behind it.  The last n_out % 3 units
+    and n_in % 16 inputs take the row updates (_outer_sum_block).
+    """
+    B = delta.shape[0]
+    n_out, n_in = dW.shape
+    n_triples = n_out // ROWS
+    A = scratch[:n_triples * ROWS * B]
+    _pack_triples(delta, n_triples, B, A)
+    k_end = n_in // PANEL * PANEL
+    if n_slices > 1:
+        _outer_sum_tile_slices(a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices)
+    else:
+        _outer_sum_tiles(a_prev, scale, dW, A, scratch[A.shape[0]:], n_triples, ZERO, k_end)
+    if n_triples * ROWS < n_out:
+        _outer_sum_block(delta, a_prev, scale, dW, n_triples * ROWS, n_out, ZERO, k_end)
+    if k_end < n_in:
+        _outer_sum_block(delta, a_prev, scale, dW, ZERO, n_out, k_end, n_in)
+
+
+@njit(**PARALLEL)
+def _outer_sum_tile_slices(a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices):
+    """_outer_sum_tiles on n_slices slices of whole panels of the inputs, one panel buffer per slice."""
+    a_len = A.shape[0]
+    panel = PANEL * max(J_BLOCK, S_BLOCK)
+    for p in prange(n_slices):
+        k0, k1 = _slice_bounds(k_end, p, n_slices, PANEL)
+        _outer_sum_tiles(a_prev, scale, dW, A, scratch[a_len + p * panel:a_len + (p + 1) * panel], n_triples, k0, k1)
+
+
+@njit(**OPTS)
+def _outer_sum_tiles(a_prev, scale, dW, A, P, n_triples, k0, k1):
+    """dW[j, k] = scale sum_s delta[s, j] a_prev[s, k] for whole panels k0 <= k < k1 and units j < 3 n_triples.
+
+    A is delta packed by _pack_triples; each panel of a_prev (S_BLOCK samples
+    x 16 inputs) is packed into P once and serves every tile of 3 units.
+    """
+    B = a_prev.shape[0]
+    for k in range(k0, k1, PANEL):
+        for j in range(n_triples * ROWS):
+            for c in range(PANEL):
+                dW[j, k + c] = 0.0
+        for s0 in range(0, B, S_BLOCK):
+            s1 = min(B, s0 + S_BLOCK)
+            _pack_rows(a_prev, s0, s1, k, P)
+            for m in range(n_triples):
+                # note 002 eq. 3: dW_jk += delta_sj a_sk, for 3 units j x 16 inputs k at once
+                _tile(A, ROWS * (m * B + s0), s1 - s0, P, dW, ROWS * m, k, scale)
 
 
 @njit(**PARALLEL)

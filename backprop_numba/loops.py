@@ -24,7 +24,7 @@ shape (n_out, n_in); A and Z hold one sample per row.
 import numpy as np
 
 from . import _kernels as K
-from ._threads import call_kernel
+from ._threads import call_kernel, kernel_threads
 
 __all__ = ["dense", "dense_transpose", "outer_sum"]
 
@@ -68,6 +68,11 @@ def dense(W, b, A, Z=None):
     return Z
 
 
+def _tile_scratch(n_lead, n_other):
+    """Scratch values the register tiles need on the most slices the kernels' threads can take."""
+    return int(K._tile_scratch_need(n_lead, n_other, kernel_threads() * K.SLICES_PER_THREAD))
+
+
 def dense_transpose(W, D, OUT=None):
     """OUT = D W, i.e. OUT[s] = W^T D[s]: the delta recursion's product, for every sample of D."""
     W = _matrix("W", W)
@@ -75,8 +80,8 @@ def dense_transpose(W, D, OUT=None):
     D = _matrix("D", D, W.dtype)
     _shape("D", D, (D.shape[0], n_out))
     OUT = _output("OUT", OUT, (D.shape[0], n_in), W.dtype)
-    # scratch for W^T, used from K.TRANSPOSE_MIN_BATCH samples on
-    scratch = np.empty(W.size if D.shape[0] >= K.TRANSPOSE_MIN_BATCH else 0, dtype=W.dtype)
+    # scratch for the packed operands of the register tiles (K._tile)
+    scratch = np.empty(_tile_scratch(D.shape[0], n_out), dtype=W.dtype)
     call_kernel(K._backprop_linear, W, D, OUT, scratch)
     return OUT
 
@@ -85,14 +90,15 @@ def outer_sum(D, A, dW=None, scale=1.0, scratch=None):
     """dW = scale * D^T A: the weight gradient summed over the samples (rows) of D and A.
 
     ``scratch`` (optional, 1-D, at least B * (n_in + n_out) values of the
-    dtype) is the working space of the dot-product form; allocated when None.
+    dtype, and what the register tiles need on top for small B) is the
+    working space of the packed operands; allocated when None.
     """
     D = _matrix("D", D)
     A = _matrix("A", A, D.dtype)
     B, n_out = D.shape
     _shape("A", A, (B, A.shape[1]))
     dW = _output("dW", dW, (n_out, A.shape[1]), D.dtype)
-    need = B * (n_out + A.shape[1])
+    need = max(B * (n_out + A.shape[1]), _tile_scratch(n_out, B))
     if scratch is None:
         scratch = np.empty(need, dtype=D.dtype)
     elif not (isinstance(scratch, np.ndarray) and scratch.ndim == 1 and scratch.dtype == D.dtype

@@ -8,6 +8,11 @@ and blocks; the public wrappers in ``backprop_numba.loops`` run the same
 kernels.
 """
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -67,6 +72,58 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
         g_dot = np.full((n_out, n_in), np.nan, dtype)
         K._outer_sum_dot(D, A, scale, g_dot, np.empty(B * (n_in + n_out), dtype), 1)
         _close(g_dot, g_ref, dtype, 1.0)
+
+
+
+@pytest.mark.parametrize("n_slices", [1, 2, 3])
+@pytest.mark.parametrize("B,n_in,n_out", [(3, 16, 3), (4, 17, 4), (32, 784, 10), (31, 50, 17), (65, 160, 130), (127, 33, 200)])
+def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices):
+    """The 3 x 16 register tiles (K._tile) of W^T delta and dC/dW, on 1-3 slices of the inputs.
+
+    The shapes leave every remainder (B % 3 samples, n_out % 3 units, n_in %
+    16 inputs) and span more than one J_BLOCK of units; the tiles are used in
+    float64 (TILE_MAX_BATCH), so that is the dtype tested.
+    """
+    dtype = np.float64
+    W, b, A, D = _data(B, n_in, n_out, dtype, seed=B * n_in + n_out)
+    o_ref = np.empty((B, n_in), dtype)
+    K._backprop_linear_reference(W, D, o_ref)
+    o_tile = np.full((B, n_in), np.nan, dtype)
+    K._backprop_linear_tiled(W, D, o_tile, np.full(K._tile_scratch_need(B, n_out, n_slices), np.nan), n_slices)
+    _close(o_tile, o_ref, dtype, np.sqrt(n_out))
+    scale = dtype(1.0 / B)
+    g_ref = np.empty((n_out, n_in), dtype)
+    K._outer_sum_reference(D, A, scale, g_ref)
+    g_tile = np.full((n_out, n_in), np.nan, dtype)
+    K._outer_sum_tiled(D, A, scale, g_tile, np.full(K._tile_scratch_need(n_out, B, n_slices), np.nan), n_slices)
+    _close(g_tile, g_ref, dtype, 1.0)
+    # the dispatchers pick the tiles for this dtype and batch when the scratch holds them
+    assert K._tiles_pay(8, B) == (B < K.TILE_MAX_BATCH)
+    o_disp = np.full((B, n_in), np.nan, dtype)
+    K._backprop_linear(W, D, o_disp, np.empty(K._tile_scratch_need(B, n_out, 8)), 1)
+    np.testing.assert_array_equal(o_disp, o_tile)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="checks x86 vector instructions")
+def test_register_tile_is_vectorised(tmp_path):
+    """LLVM's SLP pass packs the tile's 48 sums into vectors (K._tile is compiled with it on, _jit._SLPCompiler).
+
+    In a fresh process with an empty cache, so the tile is compiled there and
+    its assembly can be read.
+    """
+    code = (
+        "import re, numpy as np\n"
+        "from backprop_numba import _kernels as K\n"
+        "C = np.zeros((3, 16))\n"
+        "K._tile(np.ones(30), 0, 10, np.ones(160), C, 0, 0, 1.0)\n"
+        "assert (C == 10.0).all()\n"
+        "asm = ''.join(K._tile.inspect_asm().values())\n"
+        "print(len(re.findall(r'vfmadd\\w*pd', asm)), len(re.findall(r'vfmadd\\w*sd', asm)))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    packed, scalar = map(int, out.split())
+    assert packed >= 12 and scalar == 0, f"the register tile was not vectorised: {packed} packed, {scalar} scalar FMAs"
 
 
 def test_reference_forms_against_numpy():

@@ -39,7 +39,7 @@ def test_parallel_loops_equal_serial_loops_exactly(B, n_in, n_out, dtype, thread
     np.testing.assert_array_equal(z_par, z_serial)
 
     o_serial, o_par = np.empty((B, n_in), dtype), np.full((B, n_in), np.nan, dtype)
-    K._backprop_linear_inputs(W, D, o_serial, 0, n_in)
+    K._backprop_linear_inputs(W, D, o_serial, 0, 0, n_in)
     K._backprop_linear_slices(W, D, o_par, threads)
     np.testing.assert_array_equal(o_par, o_serial)
 
