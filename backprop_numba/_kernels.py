@@ -38,7 +38,7 @@ import numpy as np
 from numba import config as numba_config, njit, prange, types
 from numba.core import cgutils
 from numba.core.cpu import CPUTargetOptions as _CPUTargetOptions
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.core.imputils import impl_ret_borrowed
 from numba.np.arrayobj import make_array, populate_array
 
@@ -471,8 +471,8 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
 
 # Both backward matrix loops are sums of outer products: W^T delta adds
 # delta[s, j] W[j, :] over the units j, dC/dW adds delta[s, j] a[l-1][s, :]
-# over the samples s.  _tile keeps a 3 x 16 block of the result in registers
-# (48 running sums: 12 AVX2 vectors of float64, 6 of float32) while it runs
+# over the samples s.  _tile keeps a 3 x w block of the result in registers
+# (w = 16 float64 or 32 float32 columns: 12 AVX2 vectors) while it runs
 # along that sum, loading 16 values of one operand and broadcasting 3 of the
 # other per step: 48 multiply-adds for 19 loads, nothing stored until the end.
 # Both operands are first copied ("packed") into the order the tile reads
@@ -481,38 +481,66 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
 # thread, float64 GFLOP/s, 2026-12-01, AVX2 (NumPy's one-thread matmul beside):
 # W^T delta at B = 32, 784->128: row updates 17, unpacked tile 29, packed 28
 # (NumPy 25); 512->512: 14, 12, 16-20 (23-27); dC/dW 512->512 at B = 32: 15,
-# 14, 27-28 (20-22).  ROWS and PANEL name the shape; the tile is unrolled by
-# hand, like TILE.
-ROWS, PANEL = 3, 16
-if (ROWS, PANEL) != (3, 16):  # pragma: no cover - guards an edit of the line above
-    raise ImportError("backprop_numba._kernels.ROWS, PANEL must be 3, 16: the register tile is unrolled by hand.")
+# 14, 27-28 (20-22).  ROWS and PANEL_BYTES name the shape (a panel is
+# PANEL_BYTES of each row: 16 float64, 32 float32); the tiles are unrolled
+# by hand, like TILE.
+ROWS, PANEL_BYTES = 3, 128
+if (ROWS, PANEL_BYTES) != (3, 128):  # pragma: no cover - guards an edit of the line above
+    raise ImportError("backprop_numba._kernels.ROWS, PANEL_BYTES must be 3, 128: the register tiles are unrolled by hand.")
+MAX_PANEL = PANEL_BYTES // 4  # columns of the widest panel (float32)
 # Blocks of the packed operands: J_BLOCK units of W (16 KB of float64 per
 # panel) for W^T delta, S_BLOCK samples of a[l-1] for dC/dW.
 J_BLOCK = 128
 S_BLOCK = 128
-# Where the tiles replace the other forms: float64 batches of ROWS to
-# TILE_MAX_BATCH - 1 samples.  In the library (one thread, float64 GFLOP/s,
-# old forms -> tiles, 2026-12-01, load ~0.9): W^T delta 784->512 at B = 32
-# 11.6 -> 15.6, B = 64 14.3 -> 22.1; dC/dW 7.5 -> 12.1 and 17.4 -> 17.9; at
-# B = 256 the dot-product forms were as fast or faster (dC/dW 512->512: 27.0
-# against 21.6).  In float32 the 16 columns are only 2 vectors, 6 registers
-# of sums, and the tiles measured no faster than the old forms (W^T delta
-# 784->512 at B = 64: 43.0 against 39.9); a 32-column float32 tile is the
-# next step there.
-TILE_MAX_BATCH = 128
+TILE_PANEL_VALUES = MAX_PANEL * max(J_BLOCK, S_BLOCK)  # scratch for one slice's panel buffer
+# Where the tiles replace the other forms: batches of ROWS to TILE_MAX_BATCH
+# - 1 samples, layers of at least TILE_MIN_UNITS units (W^T delta sums over
+# them; dC/dW shares each packed panel of a[l-1] among their triples).
+# Measured in the library against the forms before the tiles (one thread,
+# GFLOP/s, old -> tiles, 2026-12-01, load ~1.2, runs ~20% apart from noise):
+# float64 W^T delta 784->128 at B = 32, 64, 128, 256: 14.7 -> 20.8, 19.1 ->
+# 25.6, 26.1 -> 25.3, 24.1 -> 26.4; dC/dW 19.1 -> 22.3, 16.7 -> 22.1, 24.7
+# -> 27.9, 25.9 -> 19.2.  float32 dC/dW 512->512: 20.2 -> 26.5, 30.8 ->
+# 29.3, 38.7 -> 43.5, 42.9 -> 50.5; 784->512 at B = 256: 48.0 -> 33.1.  At
+# B = 256 the dot-product forms were as fast or faster overall, and with 10
+# units the tiles lost everywhere (W^T delta 512->10 float32 at B = 32: 19.4
+# -> 7.7): 10 steps per tile do not pay for loading and storing its sums.
+TILE_MAX_BATCH = 256
+TILE_MIN_UNITS = 32
 
 
-@njit(**TILE_OPTS)
 def _tile(A, a0, n, P, C, r, k, scale):
-    """C[r + t, k + c] += scale * sum_{i < n} A[a0 + 3 i + t] P[16 i + c] for t < 3, c < 16.
+    """C[r + t, k + c] += scale * sum_{i < n} A[a0 + 3 i + t] P[w i + c] for t < 3, c < w = _panel(C).
 
     .. math:: C_{r+t,\\,k+c} \\mathrel{+}= \\text{scale} \\sum_i A_{it} P_{ic}
 
-    The register tile: A holds 3 rows' coefficients per step i (delta, packed),
-    P 16 columns per step (a packed panel of W or a[l-1]).  Its one-loop form
-    is the reference of the loop that calls it (_backprop_linear_reference,
-    _outer_sum_reference).
+    The register tile: A holds 3 rows' coefficients per step i (delta,
+    packed), P w columns per step (a packed panel of W or a[l-1]); w is 16
+    float64 or 32 float32 values, 4 AVX2 vectors either way.  Compiled code
+    runs _tile16 or _tile32 (the same sums unrolled by hand, 48 or 96
+    running sums; picked by dtype below); this Python body is their one-loop
+    form, and runs as such under NUMBA_DISABLE_JIT.
     """
+    w = PANEL_BYTES // C.itemsize
+    for t in range(ROWS):
+        for c in range(w):
+            acc = 0.0
+            for i in range(n):
+                acc += A[a0 + ROWS * i + t] * P[w * i + c]
+            C[r + t, k + c] += scale * acc
+
+
+@overload(_tile, jit_options=OPTS)
+def _tile_by_dtype(A, a0, n, P, C, r, k, scale):
+    """In compiled code, _tile is _tile16 for float64 and _tile32 for float32 (picked while typing: no branch)."""
+    if C.dtype == types.float64:
+        return lambda A, a0, n, P, C, r, k, scale: _tile16(A, a0, n, P, C, r, k, scale)
+    return lambda A, a0, n, P, C, r, k, scale: _tile32(A, a0, n, P, C, r, k, scale)
+
+
+@njit(**TILE_OPTS)
+def _tile16(A, a0, n, P, C, r, k, scale):
+    """_tile for float64: 3 x 16 running sums, 12 AVX2 vectors."""
     c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = C.dtype.type(0)
     c08 = c09 = c0a = c0b = c0c = c0d = c0e = c0f = C.dtype.type(0)
     c10 = c11 = c12 = c13 = c14 = c15 = c16 = c17 = C.dtype.type(0)
@@ -522,8 +550,8 @@ def _tile(A, a0, n, P, C, r, k, scale):
     # 2-D views with an unsigned row and constant columns: numba then emits no
     # negative-index wraparound (uint64 + 1 is a signed int64 in numba, and its
     # wraparound test kept SLP from packing the tile: 3 GFLOP/s)
-    A_i = _matrix(A[a0:], n, 3)
-    P_i = _matrix(P, n, 16)
+    A_i = _matrix(A[a0:a0 + 3 * n], n, 3)
+    P_i = _matrix(P[:16 * n], n, 16)
     for i in range(np.uint64(n)):
         w0, w1, w2, w3, w4, w5, w6, w7 = P_i[i, 0], P_i[i, 1], P_i[i, 2], P_i[i, 3], P_i[i, 4], P_i[i, 5], P_i[i, 6], P_i[i, 7]
         w8, w9, wa, wb, wc, wd, we, wf = P_i[i, 8], P_i[i, 9], P_i[i, 10], P_i[i, 11], P_i[i, 12], P_i[i, 13], P_i[i, 14], P_i[i, 15]
@@ -540,30 +568,106 @@ def _tile(A, a0, n, P, C, r, k, scale):
         c24 += d2 * w4; c25 += d2 * w5; c26 += d2 * w6; c27 += d2 * w7  # noqa: E702
         c28 += d2 * w8; c29 += d2 * w9; c2a += d2 * wa; c2b += d2 * wb  # noqa: E702
         c2c += d2 * wc; c2d += d2 * wd; c2e += d2 * we; c2f += d2 * wf  # noqa: E702
-    _tile_add(C, r, k, scale, c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c0a, c0b, c0c, c0d, c0e, c0f)
-    _tile_add(C, r + 1, k, scale, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c1a, c1b, c1c, c1d, c1e, c1f)
-    _tile_add(C, r + 2, k, scale, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c2a, c2b, c2c, c2d, c2e, c2f)
+    _tile_add16(C, r, k, scale, c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c0a, c0b, c0c, c0d, c0e, c0f)
+    _tile_add16(C, r + 1, k, scale, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c1a, c1b, c1c, c1d, c1e, c1f)
+    _tile_add16(C, r + 2, k, scale, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c2a, c2b, c2c, c2d, c2e, c2f)
 
 
 @njit(inline="always", **TILE_OPTS)
-def _tile_add(C, r, k, scale, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, xa, xb, xc, xd, xe, xf):
-    """C[r, k:k + 16] += scale * (x0, ..., xf): one row of _tile's sums."""
-    row = C[r, k:k + 16]  # a view: constant indices below (see _tile)
+def _tile_add16(C, r, k, scale, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, xa, xb, xc, xd, xe, xf):
+    """C[r, k:k + 16] += scale * (x0, ..., xf): 16 of one row's sums of _tile16 or _tile32."""
+    row = C[r, k:k + 16]  # a view: constant indices below (see _tile16)
     row[0] += scale * x0; row[1] += scale * x1; row[2] += scale * x2; row[3] += scale * x3  # noqa: E702
     row[4] += scale * x4; row[5] += scale * x5; row[6] += scale * x6; row[7] += scale * x7  # noqa: E702
     row[8] += scale * x8; row[9] += scale * x9; row[10] += scale * xa; row[11] += scale * xb  # noqa: E702
     row[12] += scale * xc; row[13] += scale * xd; row[14] += scale * xe; row[15] += scale * xf  # noqa: E702
 
 
+@njit(**TILE_OPTS)
+def _tile32(A, a0, n, P, C, r, k, scale):
+    """_tile for float32: 3 x 32 running sums, 12 AVX2 vectors."""
+    c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = C.dtype.type(0)
+    c08 = c09 = c0a = c0b = c0c = c0d = c0e = c0f = C.dtype.type(0)
+    c0g = c0h = c0i = c0j = c0k = c0l = c0m = c0n = C.dtype.type(0)
+    c0o = c0p = c0q = c0r = c0s = c0t = c0u = c0v = C.dtype.type(0)
+    c10 = c11 = c12 = c13 = c14 = c15 = c16 = c17 = C.dtype.type(0)
+    c18 = c19 = c1a = c1b = c1c = c1d = c1e = c1f = C.dtype.type(0)
+    c1g = c1h = c1i = c1j = c1k = c1l = c1m = c1n = C.dtype.type(0)
+    c1o = c1p = c1q = c1r = c1s = c1t = c1u = c1v = C.dtype.type(0)
+    c20 = c21 = c22 = c23 = c24 = c25 = c26 = c27 = C.dtype.type(0)
+    c28 = c29 = c2a = c2b = c2c = c2d = c2e = c2f = C.dtype.type(0)
+    c2g = c2h = c2i = c2j = c2k = c2l = c2m = c2n = C.dtype.type(0)
+    c2o = c2p = c2q = c2r = c2s = c2t = c2u = c2v = C.dtype.type(0)
+    # 2-D views with an unsigned row and constant columns: numba then emits no
+    # negative-index wraparound (uint64 + 1 is a signed int64 in numba, and its
+    # wraparound test kept SLP from packing the tile: 3 GFLOP/s)
+    A_i = _matrix(A[a0:a0 + 3 * n], n, 3)
+    P_i = _matrix(P[:32 * n], n, 32)
+    for i in range(np.uint64(n)):
+        w0, w1, w2, w3, w4, w5, w6, w7 = P_i[i, 0], P_i[i, 1], P_i[i, 2], P_i[i, 3], P_i[i, 4], P_i[i, 5], P_i[i, 6], P_i[i, 7]
+        w8, w9, wa, wb, wc, wd, we, wf = P_i[i, 8], P_i[i, 9], P_i[i, 10], P_i[i, 11], P_i[i, 12], P_i[i, 13], P_i[i, 14], P_i[i, 15]
+        wg, wh, wi, wj, wk, wl, wm, wn = P_i[i, 16], P_i[i, 17], P_i[i, 18], P_i[i, 19], P_i[i, 20], P_i[i, 21], P_i[i, 22], P_i[i, 23]
+        wo, wp, wq, wr, ws, wt, wu, wv = P_i[i, 24], P_i[i, 25], P_i[i, 26], P_i[i, 27], P_i[i, 28], P_i[i, 29], P_i[i, 30], P_i[i, 31]
+        d0, d1, d2 = A_i[i, 0], A_i[i, 1], A_i[i, 2]
+        c00 += d0 * w0; c01 += d0 * w1; c02 += d0 * w2; c03 += d0 * w3  # noqa: E702
+        c04 += d0 * w4; c05 += d0 * w5; c06 += d0 * w6; c07 += d0 * w7  # noqa: E702
+        c08 += d0 * w8; c09 += d0 * w9; c0a += d0 * wa; c0b += d0 * wb  # noqa: E702
+        c0c += d0 * wc; c0d += d0 * wd; c0e += d0 * we; c0f += d0 * wf  # noqa: E702
+        c0g += d0 * wg; c0h += d0 * wh; c0i += d0 * wi; c0j += d0 * wj  # noqa: E702
+        c0k += d0 * wk; c0l += d0 * wl; c0m += d0 * wm; c0n += d0 * wn  # noqa: E702
+        c0o += d0 * wo; c0p += d0 * wp; c0q += d0 * wq; c0r += d0 * wr  # noqa: E702
+        c0s += d0 * ws; c0t += d0 * wt; c0u += d0 * wu; c0v += d0 * wv  # noqa: E702
+        c10 += d1 * w0; c11 += d1 * w1; c12 += d1 * w2; c13 += d1 * w3  # noqa: E702
+        c14 += d1 * w4; c15 += d1 * w5; c16 += d1 * w6; c17 += d1 * w7  # noqa: E702
+        c18 += d1 * w8; c19 += d1 * w9; c1a += d1 * wa; c1b += d1 * wb  # noqa: E702
+        c1c += d1 * wc; c1d += d1 * wd; c1e += d1 * we; c1f += d1 * wf  # noqa: E702
+        c1g += d1 * wg; c1h += d1 * wh; c1i += d1 * wi; c1j += d1 * wj  # noqa: E702
+        c1k += d1 * wk; c1l += d1 * wl; c1m += d1 * wm; c1n += d1 * wn  # noqa: E702
+        c1o += d1 * wo; c1p += d1 * wp; c1q += d1 * wq; c1r += d1 * wr  # noqa: E702
+        c1s += d1 * ws; c1t += d1 * wt; c1u += d1 * wu; c1v += d1 * wv  # noqa: E702
+        c20 += d2 * w0; c21 += d2 * w1; c22 += d2 * w2; c23 += d2 * w3  # noqa: E702
+        c24 += d2 * w4; c25 += d2 * w5; c26 += d2 * w6; c27 += d2 * w7  # noqa: E702
+        c28 += d2 * w8; c29 += d2 * w9; c2a += d2 * wa; c2b += d2 * wb  # noqa: E702
+        c2c += d2 * wc; c2d += d2 * wd; c2e += d2 * we; c2f += d2 * wf  # noqa: E702
+        c2g += d2 * wg; c2h += d2 * wh; c2i += d2 * wi; c2j += d2 * wj  # noqa: E702
+        c2k += d2 * wk; c2l += d2 * wl; c2m += d2 * wm; c2n += d2 * wn  # noqa: E702
+        c2o += d2 * wo; c2p += d2 * wp; c2q += d2 * wq; c2r += d2 * wr  # noqa: E702
+        c2s += d2 * ws; c2t += d2 * wt; c2u += d2 * wu; c2v += d2 * wv  # noqa: E702
+    _tile_add16(C, r, k, scale, c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c0a, c0b, c0c, c0d, c0e, c0f)
+    _tile_add16(C, r, k + 16, scale, c0g, c0h, c0i, c0j, c0k, c0l, c0m, c0n, c0o, c0p, c0q, c0r, c0s, c0t, c0u, c0v)
+    _tile_add16(C, r + 1, k, scale, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c1a, c1b, c1c, c1d, c1e, c1f)
+    _tile_add16(C, r + 1, k + 16, scale, c1g, c1h, c1i, c1j, c1k, c1l, c1m, c1n, c1o, c1p, c1q, c1r, c1s, c1t, c1u, c1v)
+    _tile_add16(C, r + 2, k, scale, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c2a, c2b, c2c, c2d, c2e, c2f)
+    _tile_add16(C, r + 2, k + 16, scale, c2g, c2h, c2i, c2j, c2k, c2l, c2m, c2n, c2o, c2p, c2q, c2r, c2s, c2t, c2u, c2v)
+
+
+@intrinsic
+def _panel(typingctx, x):
+    """Columns of a panel of x's dtype, PANEL_BYTES // itemsize, as a compile-time constant."""
+    if not isinstance(x, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, PANEL_BYTES // context.get_abi_sizeof(context.get_data_type(x.dtype)))
+
+    return types.intp(x), codegen
+
+
+if numba_config.DISABLE_JIT:  # see _matrix
+    def _panel(x):
+        return PANEL_BYTES // x.itemsize
+
+
 @njit(inline="always", **OPTS)
 def _pack_rows(x, i0, i1, k, P):
-    """P[16 (i - i0) + c] = x[i, k + c] for i0 <= i < i1, c < 16: a panel of 16 columns of x, rows contiguous."""
+    """P[w (i - i0) + c] = x[i, k + c] for i0 <= i < i1, c < w = _panel(x): a panel of w columns of x, rows contiguous."""
+    w = np.uint64(_panel(x))
     ku = np.uint64(k)
     p = np.uint64(0)
     for i in range(np.uint64(i0), np.uint64(i1)):
-        for c in range(np.uint64(16)):
+        for c in range(w):
             P[p + c] = x[i, ku + c]
-        p += np.uint64(16)
+        p += w
 
 
 @njit(inline="always", **OPTS)
@@ -598,22 +702,27 @@ def _pack_triples_T(x, n_triples, n, A):
 
 
 @njit(**OPTS)
-def _tiles_pay(itemsize, B):
-    """Whether the register tiles are the fastest form for this dtype and batch (see TILE_MAX_BATCH)."""
-    return itemsize == 8 and ROWS <= B < TILE_MAX_BATCH
+def _tiles_pay(B, n_out):
+    """Whether the register tiles are the fastest form for this batch and layer width (see TILE_MAX_BATCH)."""
+    return ROWS <= B < TILE_MAX_BATCH and n_out >= TILE_MIN_UNITS
 
 
 @njit(**OPTS)
 def _tile_scratch_need(n_lead, n_other, n_slices):
     """Values of scratch the tiled W^T delta or dC/dW needs: delta packed for the tile, then one panel per slice."""
-    return (n_lead // ROWS) * ROWS * n_other + n_slices * PANEL * max(J_BLOCK, S_BLOCK)
+    return (n_lead // ROWS) * ROWS * n_other + n_slices * TILE_PANEL_VALUES
 
 
 @njit(**OPTS)
-def _tile_slices(threads, work, itemsize, n_k):
-    """Slices of whole 16-column panels the tiled loops split n_k inputs into: 1 where one thread is faster."""
+def _tile_slices(threads, work, itemsize, n_k, free):
+    """Slices of whole panels the tiled loops split n_k inputs into: 1 where one thread is faster.
+
+    At most as many as ``free`` scratch values hold panel buffers: whether the
+    tiles run depends on the scratch for one panel only, never on the thread
+    count, so any number of threads gives the same numbers.
+    """
     if _parallel_pays(threads, work, itemsize):
-        return max(1, min(n_k // PANEL, threads * SLICES_PER_THREAD))
+        return max(1, min(n_k // (PANEL_BYTES // itemsize), threads * SLICES_PER_THREAD, free // TILE_PANEL_VALUES))
     return 1
 
 
@@ -645,8 +754,8 @@ def _backprop_linear(W, delta, out, scratch, threads):
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
-    n_slices = _tile_slices(threads, B * n_in * n_out, W.itemsize, n_in)
-    if _tiles_pay(W.itemsize, B) and n_in >= PANEL and scratch.shape[0] >= _tile_scratch_need(B, n_out, n_slices):
+    if _tiles_pay(B, n_out) and n_in * W.itemsize >= PANEL_BYTES and scratch.shape[0] >= _tile_scratch_need(B, n_out, ONE_THREAD):
+        n_slices = _tile_slices(threads, B * n_in * n_out, W.itemsize, n_in, scratch.shape[0] - _tile_scratch_need(B, n_out, ZERO))
         _backprop_linear_tiled(W, delta, out, scratch, n_slices)
     elif B >= TRANSPOSE_MIN_BATCH and n_out * W.itemsize >= TRANSPOSE_MIN_BYTES and scratch.shape[0] >= n_in * n_out:
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
@@ -659,18 +768,19 @@ def _backprop_linear(W, delta, out, scratch, threads):
 
 @njit(**OPTS)
 def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
-    """_backprop_linear as register tiles of 3 samples x 16 inputs, on n_slices slices of the inputs.
+    """_backprop_linear as register tiles of 3 samples x a panel of inputs (16 float64, 32 float32), on n_slices slices of the inputs.
 
     delta is packed once (_pack_triples_T) into the front of ``scratch``;
     each slice packs its own panels of W behind it.  The last B % 3 samples
-    and n_in % 16 inputs take the row updates (_backprop_linear_inputs).
+    and the inputs past the last whole panel take the row updates
+    (_backprop_linear_inputs).
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
     n_triples = B // ROWS
     A = scratch[:n_triples * ROWS * n_out]
     _pack_triples_T(delta, n_triples, n_out, A)
-    k_end = n_in // PANEL * PANEL
+    k_end = n_in // _panel(out) * _panel(out)
     if n_slices > 1:
         _backprop_linear_tile_slices(W, out, A, scratch, n_triples, k_end, n_slices)
     else:
@@ -686,9 +796,9 @@ def _backprop_linear_tile_slices(W, out, A, scratch, n_triples, k_end, n_slices)
     """_backprop_linear_tiles on n_slices slices of whole panels of the inputs, one panel buffer per slice."""
     n_out = W.shape[0]
     a_len = A.shape[0]
-    panel = PANEL * max(J_BLOCK, S_BLOCK)
+    panel = TILE_PANEL_VALUES
     for p in prange(n_slices):
-        k0, k1 = _slice_bounds(k_end, p, n_slices, PANEL)
+        k0, k1 = _slice_bounds(k_end, p, n_slices, _panel(out))
         _backprop_linear_tiles(W, out, A, scratch[a_len + p * panel:a_len + (p + 1) * panel], n_triples, n_out, k0, k1)
 
 
@@ -697,19 +807,24 @@ def _backprop_linear_tiles(W, out, A, P, n_triples, n_out, k0, k1):
     """out[s, k] = sum_j W[j, k] delta[s, j] for whole panels k0 <= k < k1 and samples s < 3 n_triples.
 
     A is delta packed by _pack_triples_T; each panel of W (J_BLOCK units x
-    16 inputs) is packed into P once and serves every tile of 3 samples.
+    a panel of inputs) is packed into P and serves the tiles of S_BLOCK samples.
     """
     one = out.dtype.type(1)
-    for k in range(k0, k1, PANEL):
-        for s in range(n_triples * ROWS):
-            for c in range(PANEL):
-                out[s, k + c] = 0.0
-        for j0 in range(0, n_out, J_BLOCK):
-            j1 = min(n_out, j0 + J_BLOCK)
-            _pack_rows(W, j0, j1, k, P)
-            for m in range(n_triples):
-                # note 002 eq. 2: sum_j W_jk delta_sj, for 3 samples s x 16 inputs k at once
-                _tile(A, ROWS * (m * n_out + j0), j1 - j0, P, out, ROWS * m, k, one)
+    w = _panel(out)
+    for s in range(n_triples * ROWS):
+        for k in range(k0, k1):
+            out[s, k] = 0.0
+    # blocks of J_BLOCK units x S_BLOCK samples of the packed delta stay in L2
+    # while the panels of W pass over them
+    for j0 in range(0, n_out, J_BLOCK):
+        j1 = min(n_out, j0 + J_BLOCK)
+        for m0 in range(0, n_triples, S_BLOCK // ROWS):
+            m1 = min(n_triples, m0 + S_BLOCK // ROWS)
+            for k in range(k0, k1, w):
+                _pack_rows(W, j0, j1, k, P)
+                for m in range(m0, m1):
+                    # note 002 eq. 2: sum_j W_jk delta_sj, for 3 samples s x a panel of inputs k at once
+                    _tile(A, ROWS * (m * n_out + j0), j1 - j0, P, out, ROWS * m, k, one)
 
 
 @njit(**PARALLEL)
@@ -977,8 +1092,8 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
-    n_slices = _tile_slices(threads, B * n_in * n_out, dW.itemsize, n_in)
-    if _tiles_pay(dW.itemsize, B) and n_out >= ROWS and n_in >= PANEL and scratch.shape[0] >= _tile_scratch_need(n_out, B, n_slices):
+    if _tiles_pay(B, n_out) and n_in * dW.itemsize >= PANEL_BYTES and scratch.shape[0] >= _tile_scratch_need(n_out, B, ONE_THREAD):
+        n_slices = _tile_slices(threads, B * n_in * n_out, dW.itemsize, n_in, scratch.shape[0] - _tile_scratch_need(n_out, B, ZERO))
         _outer_sum_tiled(delta, a_prev, dW.dtype.type(scale), dW, scratch, n_slices)
     elif B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
         _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
@@ -990,18 +1105,19 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
 
 @njit(**OPTS)
 def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
-    """_outer_sum as register tiles of 3 units x 16 inputs, on n_slices slices of the inputs.
+    """_outer_sum as register tiles of 3 units x a panel of inputs (16 float64, 32 float32), on n_slices slices of the inputs.
 
     delta is packed once (_pack_triples) into the front of ``scratch``; each
     slice packs its own panels of a_prev behind it.  The last n_out % 3 units
-    and n_in % 16 inputs take the row updates (_outer_sum_block).
+    and the inputs past the last whole panel take the row updates
+    (_outer_sum_block).
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
     n_triples = n_out // ROWS
     A = scratch[:n_triples * ROWS * B]
     _pack_triples(delta, n_triples, B, A)
-    k_end = n_in // PANEL * PANEL
+    k_end = n_in // _panel(dW) * _panel(dW)
     if n_slices > 1:
         _outer_sum_tile_slices(a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices)
     else:
@@ -1016,9 +1132,9 @@ def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
 def _outer_sum_tile_slices(a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices):
     """_outer_sum_tiles on n_slices slices of whole panels of the inputs, one panel buffer per slice."""
     a_len = A.shape[0]
-    panel = PANEL * max(J_BLOCK, S_BLOCK)
+    panel = TILE_PANEL_VALUES
     for p in prange(n_slices):
-        k0, k1 = _slice_bounds(k_end, p, n_slices, PANEL)
+        k0, k1 = _slice_bounds(k_end, p, n_slices, _panel(dW))
         _outer_sum_tiles(a_prev, scale, dW, A, scratch[a_len + p * panel:a_len + (p + 1) * panel], n_triples, k0, k1)
 
 
@@ -1027,19 +1143,24 @@ def _outer_sum_tiles(a_prev, scale, dW, A, P, n_triples, k0, k1):
     """dW[j, k] = scale sum_s delta[s, j] a_prev[s, k] for whole panels k0 <= k < k1 and units j < 3 n_triples.
 
     A is delta packed by _pack_triples; each panel of a_prev (S_BLOCK samples
-    x 16 inputs) is packed into P once and serves every tile of 3 units.
+    x a panel of inputs) is packed into P and serves the tiles of J_BLOCK units.
     """
     B = a_prev.shape[0]
-    for k in range(k0, k1, PANEL):
-        for j in range(n_triples * ROWS):
-            for c in range(PANEL):
-                dW[j, k + c] = 0.0
-        for s0 in range(0, B, S_BLOCK):
-            s1 = min(B, s0 + S_BLOCK)
-            _pack_rows(a_prev, s0, s1, k, P)
-            for m in range(n_triples):
-                # note 002 eq. 3: dW_jk += delta_sj a_sk, for 3 units j x 16 inputs k at once
-                _tile(A, ROWS * (m * B + s0), s1 - s0, P, dW, ROWS * m, k, scale)
+    w = _panel(dW)
+    for j in range(n_triples * ROWS):
+        for k in range(k0, k1):
+            dW[j, k] = 0.0
+    # blocks of S_BLOCK samples x J_BLOCK units of the packed delta stay in L2
+    # while the panels of a_prev pass over them
+    for s0 in range(0, B, S_BLOCK):
+        s1 = min(B, s0 + S_BLOCK)
+        for m0 in range(0, n_triples, J_BLOCK // ROWS):
+            m1 = min(n_triples, m0 + J_BLOCK // ROWS)
+            for k in range(k0, k1, w):
+                _pack_rows(a_prev, s0, s1, k, P)
+                for m in range(m0, m1):
+                    # note 002 eq. 3: dW_jk += delta_sj a_sk, for 3 units j x a panel of inputs k at once
+                    _tile(A, ROWS * (m * B + s0), s1 - s0, P, dW, ROWS * m, k, scale)
 
 
 @njit(**PARALLEL)

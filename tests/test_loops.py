@@ -75,38 +75,38 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
 
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_slices", [1, 2, 3])
-@pytest.mark.parametrize("B,n_in,n_out", [(3, 16, 3), (4, 17, 4), (32, 784, 10), (31, 50, 17), (65, 160, 130), (127, 33, 200)])
-def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices):
-    """The 3 x 16 register tiles (K._tile) of W^T delta and dC/dW, on 1-3 slices of the inputs.
+@pytest.mark.parametrize("B,n_in,n_out", [(3, 32, 3), (4, 33, 4), (32, 784, 10), (31, 50, 17), (65, 160, 130), (130, 70, 300)])
+def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices, dtype):
+    """The 3 x 16 (float64) and 3 x 32 (float32) register tiles (K._tile) of W^T delta and dC/dW, on 1-3 slices.
 
-    The shapes leave every remainder (B % 3 samples, n_out % 3 units, n_in %
-    16 inputs) and span more than one J_BLOCK of units; the tiles are used in
-    float64 (TILE_MAX_BATCH), so that is the dtype tested.
+    The shapes leave every remainder (B % 3 samples, n_out % 3 units, inputs
+    past the last whole panel) and span more than one J_BLOCK of units and
+    S_BLOCK of samples.
     """
-    dtype = np.float64
     W, b, A, D = _data(B, n_in, n_out, dtype, seed=B * n_in + n_out)
     o_ref = np.empty((B, n_in), dtype)
     K._backprop_linear_reference(W, D, o_ref)
     o_tile = np.full((B, n_in), np.nan, dtype)
-    K._backprop_linear_tiled(W, D, o_tile, np.full(K._tile_scratch_need(B, n_out, n_slices), np.nan), n_slices)
+    K._backprop_linear_tiled(W, D, o_tile, np.full(K._tile_scratch_need(B, n_out, n_slices), np.nan, dtype), n_slices)
     _close(o_tile, o_ref, dtype, np.sqrt(n_out))
     scale = dtype(1.0 / B)
     g_ref = np.empty((n_out, n_in), dtype)
     K._outer_sum_reference(D, A, scale, g_ref)
     g_tile = np.full((n_out, n_in), np.nan, dtype)
-    K._outer_sum_tiled(D, A, scale, g_tile, np.full(K._tile_scratch_need(n_out, B, n_slices), np.nan), n_slices)
+    K._outer_sum_tiled(D, A, scale, g_tile, np.full(K._tile_scratch_need(n_out, B, n_slices), np.nan, dtype), n_slices)
     _close(g_tile, g_ref, dtype, 1.0)
-    # the dispatchers pick the tiles for this dtype and batch when the scratch holds them
-    assert K._tiles_pay(8, B) == (B < K.TILE_MAX_BATCH)
-    o_disp = np.full((B, n_in), np.nan, dtype)
-    K._backprop_linear(W, D, o_disp, np.empty(K._tile_scratch_need(B, n_out, 8)), 1)
-    np.testing.assert_array_equal(o_disp, o_tile)
+    # the dispatchers take the tiles where they pay and the scratch holds them
+    if K._tiles_pay(B, n_out):
+        o_disp = np.full((B, n_in), np.nan, dtype)
+        K._backprop_linear(W, D, o_disp, np.empty(K._tile_scratch_need(B, n_out, 8), dtype), 1)
+        np.testing.assert_array_equal(o_disp, o_tile)
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="checks x86 vector instructions")
 def test_register_tile_is_vectorised(tmp_path):
-    """LLVM's SLP pass packs the tile's 48 sums into vectors (K._tile is compiled with it on, _jit._SLPCompiler).
+    """LLVM's SLP pass packs the tiles' sums into vectors (K._tile16 and _tile32 are compiled with it on, _jit._SLPCompiler).
 
     In a fresh process with an empty cache, so the tile is compiled there and
     its assembly can be read.
@@ -114,16 +114,18 @@ def test_register_tile_is_vectorised(tmp_path):
     code = (
         "import re, numpy as np\n"
         "from backprop_numba import _kernels as K\n"
-        "C = np.zeros((3, 16))\n"
-        "K._tile(np.ones(30), 0, 10, np.ones(160), C, 0, 0, 1.0)\n"
-        "assert (C == 10.0).all()\n"
-        "asm = ''.join(K._tile.inspect_asm().values())\n"
-        "print(len(re.findall(r'vfmadd\\w*pd', asm)), len(re.findall(r'vfmadd\\w*sd', asm)))\n"
+        "for tile, w, dt, p in ((K._tile16, 16, np.float64, 'd'), (K._tile32, 32, np.float32, 's')):\n"
+        "    C = np.zeros((3, w), dt)\n"
+        "    tile(np.ones(30, dt), 0, 10, np.ones(10 * w, dt), C, 0, 0, dt(1))\n"
+        "    assert (C == 10).all()\n"
+        "    asm = ''.join(tile.inspect_asm().values())\n"
+        "    print(len(re.findall(r'vfmadd\\w*p' + p, asm)), len(re.findall(r'vfmadd\\w*s' + p, asm)))\n"
     )
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    packed, scalar = map(int, out.split())
-    assert packed >= 12 and scalar == 0, f"the register tile was not vectorised: {packed} packed, {scalar} scalar FMAs"
+    for line in out.splitlines():
+        packed, scalar = map(int, line.split())
+        assert packed >= 12 and scalar == 0, f"a register tile was not vectorised: {packed} packed, {scalar} scalar FMAs"
 
 
 def test_reference_forms_against_numpy():
