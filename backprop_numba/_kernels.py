@@ -701,19 +701,19 @@ def _pack_triples_T(x, n_triples, n, A):
             q += np.uint64(3)
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _tiles_pay(B, n_out):
     """Whether the register tiles are the fastest form for this batch and layer width (see TILE_MAX_BATCH)."""
     return ROWS <= B < TILE_MAX_BATCH and n_out >= TILE_MIN_UNITS
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _tile_scratch_need(n_lead, n_other, n_slices):
     """Values of scratch the tiled W^T delta or dC/dW needs: delta packed for the tile, then one panel per slice."""
     return (n_lead // ROWS) * ROWS * n_other + n_slices * TILE_PANEL_VALUES
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _tile_slices(threads, work, itemsize, n_k, free):
     """Slices of whole panels the tiled loops split n_k inputs into: 1 where one thread is faster.
 
@@ -761,12 +761,12 @@ def _backprop_linear(W, delta, out, scratch, threads):
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
         _dense(W_T, scratch[:0], delta, out, threads)
     elif _parallel_pays(threads, B * n_in * n_out, W.itemsize):
-        _backprop_linear_slices(W, delta, out, threads)
+        _backprop_linear_slices(W, delta, out, scratch[:0], scratch, ZERO, n_in, min((n_in + 15) // 16, threads * SLICES_PER_THREAD))
     else:
         _backprop_linear_inputs(W, delta, out, ZERO, ZERO, n_in)
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
     """_backprop_linear as register tiles of 3 samples x a panel of inputs (16 float64, 32 float32), on n_slices slices of the inputs.
 
@@ -782,24 +782,13 @@ def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
     _pack_triples_T(delta, n_triples, n_out, A)
     k_end = n_in // _panel(out) * _panel(out)
     if n_slices > 1:
-        _backprop_linear_tile_slices(W, out, A, scratch, n_triples, k_end, n_slices)
+        _backprop_linear_slices(W, delta, out, A, scratch, n_triples, k_end, n_slices)
     else:
         _backprop_linear_tiles(W, out, A, scratch[A.shape[0]:], n_triples, n_out, ZERO, k_end)
     if n_triples * ROWS < B:
         _backprop_linear_inputs(W, delta, out, n_triples * ROWS, ZERO, k_end)
     if k_end < n_in:
         _backprop_linear_inputs(W, delta, out, ZERO, k_end, n_in)
-
-
-@njit(**PARALLEL)
-def _backprop_linear_tile_slices(W, out, A, scratch, n_triples, k_end, n_slices):
-    """_backprop_linear_tiles on n_slices slices of whole panels of the inputs, one panel buffer per slice."""
-    n_out = W.shape[0]
-    a_len = A.shape[0]
-    panel = TILE_PANEL_VALUES
-    for p in prange(n_slices):
-        k0, k1 = _slice_bounds(k_end, p, n_slices, _panel(out))
-        _backprop_linear_tiles(W, out, A, scratch[a_len + p * panel:a_len + (p + 1) * panel], n_triples, n_out, k0, k1)
 
 
 @njit(**OPTS)
@@ -828,13 +817,25 @@ def _backprop_linear_tiles(W, out, A, P, n_triples, n_out, k0, k1):
 
 
 @njit(**PARALLEL)
-def _backprop_linear_slices(W, delta, out, threads):
-    """_backprop_linear_inputs on every input k, the inputs cut into slices of 16 that `threads` threads share."""
-    n_in = W.shape[1]
-    n_slices = min((n_in + 15) // 16, threads * SLICES_PER_THREAD)
+def _backprop_linear_slices(W, delta, out, A, scratch, n_triples, n_k, n_slices):
+    """W^T delta on n_slices slices of the inputs k < n_k that numba's threads share.
+
+    With n_triples > 0 the register tiles (_backprop_linear_tiles) on slices
+    of whole panels, A the packed delta and one panel buffer per slice behind
+    it in ``scratch``; else the row updates (_backprop_linear_inputs) on
+    slices of 16 inputs.  One parallel loop for both: each prange function
+    costs seconds of a cold compile.
+    """
+    n_out = W.shape[0]
+    a_len = A.shape[0]
+    step = _panel(out) if n_triples > 0 else 16
     for p in prange(n_slices):
-        k0, k1 = _slice_bounds(n_in, p, n_slices, 16)
-        _backprop_linear_inputs(W, delta, out, ZERO, k0, k1)
+        k0, k1 = _slice_bounds(n_k, p, n_slices, step)
+        if n_triples > 0:
+            P = scratch[a_len + p * TILE_PANEL_VALUES:a_len + (p + 1) * TILE_PANEL_VALUES]
+            _backprop_linear_tiles(W, out, A, P, n_triples, n_out, k0, k1)
+        else:
+            _backprop_linear_inputs(W, delta, out, ZERO, k0, k1)
 
 
 @njit(**OPTS)
@@ -1094,16 +1095,16 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     n_out, n_in = dW.shape
     if _tiles_pay(B, n_out) and n_in * dW.itemsize >= PANEL_BYTES and scratch.shape[0] >= _tile_scratch_need(n_out, B, ONE_THREAD):
         n_slices = _tile_slices(threads, B * n_in * n_out, dW.itemsize, n_in, scratch.shape[0] - _tile_scratch_need(n_out, B, ZERO))
-        _outer_sum_tiled(delta, a_prev, dW.dtype.type(scale), dW, scratch, n_slices)
+        _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices)
     elif B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
         _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
     elif _parallel_pays(threads, B * n_in * n_out, dW.itemsize):
-        _outer_sum_slices(delta, a_prev, scale, dW, threads)
+        _outer_sum_slices(delta, a_prev, scale, dW, scratch[:0], scratch, ZERO, n_out, min((n_out + 3) // 4, threads * SLICES_PER_THREAD))
     else:
         _outer_sum_units(delta, a_prev, scale, dW, ZERO, n_out)
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
     """_outer_sum as register tiles of 3 units x a panel of inputs (16 float64, 32 float32), on n_slices slices of the inputs.
 
@@ -1119,23 +1120,13 @@ def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
     _pack_triples(delta, n_triples, B, A)
     k_end = n_in // _panel(dW) * _panel(dW)
     if n_slices > 1:
-        _outer_sum_tile_slices(a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices)
+        _outer_sum_slices(delta, a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices)
     else:
-        _outer_sum_tiles(a_prev, scale, dW, A, scratch[A.shape[0]:], n_triples, ZERO, k_end)
+        _outer_sum_tiles(a_prev, dW.dtype.type(scale), dW, A, scratch[A.shape[0]:], n_triples, ZERO, k_end)
     if n_triples * ROWS < n_out:
         _outer_sum_block(delta, a_prev, scale, dW, n_triples * ROWS, n_out, ZERO, k_end)
     if k_end < n_in:
         _outer_sum_block(delta, a_prev, scale, dW, ZERO, n_out, k_end, n_in)
-
-
-@njit(**PARALLEL)
-def _outer_sum_tile_slices(a_prev, scale, dW, A, scratch, n_triples, k_end, n_slices):
-    """_outer_sum_tiles on n_slices slices of whole panels of the inputs, one panel buffer per slice."""
-    a_len = A.shape[0]
-    panel = TILE_PANEL_VALUES
-    for p in prange(n_slices):
-        k0, k1 = _slice_bounds(k_end, p, n_slices, _panel(dW))
-        _outer_sum_tiles(a_prev, scale, dW, A, scratch[a_len + p * panel:a_len + (p + 1) * panel], n_triples, k0, k1)
 
 
 @njit(**OPTS)
@@ -1164,13 +1155,24 @@ def _outer_sum_tiles(a_prev, scale, dW, A, P, n_triples, k0, k1):
 
 
 @njit(**PARALLEL)
-def _outer_sum_slices(delta, a_prev, scale, dW, threads):
-    """_outer_sum_units on every unit j, the units cut into slices of whole 4-unit tiles that `threads` threads share."""
-    n_out = dW.shape[0]
-    n_slices = min((n_out + 3) // 4, threads * SLICES_PER_THREAD)
+def _outer_sum_slices(delta, a_prev, scale, dW, A, scratch, n_triples, n, n_slices):
+    """dC/dW on n_slices slices that numba's threads share.
+
+    With n_triples > 0 the register tiles (_outer_sum_tiles) on slices of
+    whole panels of the inputs k < n, A the packed delta and one panel buffer
+    per slice behind it in ``scratch``; else the row updates (_outer_sum_units)
+    on slices of whole 4-unit tiles of the units j < n.  One parallel loop for
+    both (see _backprop_linear_slices).
+    """
+    a_len = A.shape[0]
+    step = _panel(dW) if n_triples > 0 else 4
     for p in prange(n_slices):
-        j0, j1 = _slice_bounds(n_out, p, n_slices, 4)
-        _outer_sum_units(delta, a_prev, scale, dW, j0, j1)
+        lo, hi = _slice_bounds(n, p, n_slices, step)
+        if n_triples > 0:
+            P = scratch[a_len + p * TILE_PANEL_VALUES:a_len + (p + 1) * TILE_PANEL_VALUES]
+            _outer_sum_tiles(a_prev, dW.dtype.type(scale), dW, A, P, n_triples, lo, hi)
+        else:
+            _outer_sum_units(delta, a_prev, scale, dW, lo, hi)
 
 
 @njit(**OPTS)

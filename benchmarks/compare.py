@@ -62,6 +62,7 @@ table (default ``benchmarks/results/compare.json`` / ``compare.md``;
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -171,7 +172,7 @@ FULL = dict(
     max_samples=8192,        # ... at most this many samples ...
     min_steps=8,             # ... and at least this many steps
     budget=1.0, max_repeats=300,
-    loop_networks=[[784, 512, 512, 10], [784, 128, 64, 10]], loop_batch=256, loop_budget=0.3,
+    loop_networks=[[784, 512, 512, 10], [784, 128, 64, 10]], loop_batches=[32, 256], loop_budget=0.3,
 )
 QUICK = dict(
     networks=[[4, 3, 2, 1], [784, 16, 10]], batches=[1, 32],
@@ -179,7 +180,7 @@ QUICK = dict(
     grad_network=[784, 128, 64, 1],
     epoch_flops=2e7, max_samples=512, min_steps=2,
     budget=0.05, max_repeats=20,
-    loop_networks=[[784, 128, 64, 10]], loop_batch=64, loop_budget=0.02,
+    loop_networks=[[784, 128, 64, 10]], loop_batches=[64], loop_budget=0.02,
 )
 COMPUTE_BOUND_MIN_WIDTH = 128   # points with B >= 32 on networks with a layer this wide: % of matmul peak reported
 LR = 0.01
@@ -585,62 +586,60 @@ def loops_table(cfg, threads_default):
     """GFLOP/s of backprop_numba.loops' three matrix loops against NumPy matmul on the same shapes."""
     import numba
     from threadpoolctl import threadpool_limits
-    B = cfg["loop_batch"]
     rows = []
     rng = np.random.default_rng(0)
     thread_counts = [1] if threads_default == 1 else [1, threads_default]
-    for sizes in cfg["loop_networks"]:
-        for dtype in (np.float64, np.float32):
-            for l in range(1, len(sizes)):
-                n_out, n_in = sizes[l], sizes[l - 1]
-                W = rng.standard_normal((n_out, n_in)).astype(dtype)
-                b = rng.standard_normal(n_out).astype(dtype)
-                A = rng.standard_normal((B, n_in)).astype(dtype)
-                D = rng.standard_normal((B, n_out)).astype(dtype)
-                Z = np.empty((B, n_out), dtype=dtype)
-                OUT = np.empty((B, n_in), dtype=dtype)
-                dW = np.empty((n_out, n_in), dtype=dtype)
-                Zr, OUTr, dWr = np.empty_like(Z), np.empty_like(OUT), np.empty_like(dW)
-                flops = 2.0 * B * n_out * n_in
-                cases = [
-                    ("z = W a + b (dense)", lambda: LOOPS.dense(W, b, A, Z), lambda: np.matmul(A, W.T, out=Zr),
-                     lambda: (Z, A @ W.T + b)),
-                    ("W^T delta (dense_transpose)", lambda: LOOPS.dense_transpose(W, D, OUT),
-                     lambda: np.matmul(D, W, out=OUTr), lambda: (OUT, D @ W)),
-                    ("dC/dW = delta a^T (outer_sum)", lambda: LOOPS.outer_sum(D, A, dW, 1.0),
-                     lambda: np.matmul(D.T, A, out=dWr), lambda: (dW, D.T @ A)),
-                ]
-                for loop, ours, ref, check in cases:
-                    if loop.startswith("W^T") and l == 1:
-                        continue        # training never takes delta into the input layer
-                    row = {"network": label(sizes), "layer": l, "shape": f"{B}x{n_in}->{n_out}",
-                           "dtype": np.dtype(dtype).name, "loop": loop, "flops": flops}
-                    try:
-                        ours()
-                        got, want = check()
-                        rel = float(np.linalg.norm(got.astype(np.float64) - want) / np.linalg.norm(want))
-                        row["rel_err"] = rel
-                        if rel > (1e-10 if dtype == np.float64 else 1e-4):
-                            row["note"] = f"INVALID: rel. diff. from NumPy {rel:.2e}"
-                            rows.append(row)
-                            continue
-                        ref()
-                        for t in thread_counts:
-                            numba.set_num_threads(t)
-                            with threadpool_limits(t):
-                                ours()
-                                s_ours, _ = median_seconds(ours, cfg["loop_budget"], 200)
-                                ref()
-                                s_np, _ = median_seconds(ref, cfg["loop_budget"], 200)
-                            row[f"gflops_t{t}"] = flops / s_ours / 1e9
-                            row[f"numpy_gflops_t{t}"] = flops / s_np / 1e9
-                        numba.set_num_threads(threads_default)
-                        row["vs_numpy_1thread"] = row["gflops_t1"] / row["numpy_gflops_t1"]
-                    except Exception as exc:
-                        row["note"] = f"failed: {type(exc).__name__}: {exc}"[:300]
-                    rows.append(row)
-                    print("  loop " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in row.items()), flush=True)
+    for sizes, B, dtype in itertools.product(cfg["loop_networks"], cfg["loop_batches"], (np.float64, np.float32)):
+        for l in range(1, len(sizes)):
+            n_out, n_in = sizes[l], sizes[l - 1]
+            W = rng.standard_normal((n_out, n_in)).astype(dtype)
+            b = rng.standard_normal(n_out).astype(dtype)
+            A = rng.standard_normal((B, n_in)).astype(dtype)
+            D = rng.standard_normal((B, n_out)).astype(dtype)
+            Z = np.empty((B, n_out), dtype=dtype)
+            OUT = np.empty((B, n_in), dtype=dtype)
+            dW = np.empty((n_out, n_in), dtype=dtype)
+            Zr, OUTr, dWr = np.empty_like(Z), np.empty_like(OUT), np.empty_like(dW)
+            flops = 2.0 * B * n_out * n_in
+            cases = [
+                ("z = W a + b (dense)", lambda: LOOPS.dense(W, b, A, Z), lambda: np.matmul(A, W.T, out=Zr),
+                 lambda: (Z, A @ W.T + b)),
+                ("W^T delta (dense_transpose)", lambda: LOOPS.dense_transpose(W, D, OUT),
+                 lambda: np.matmul(D, W, out=OUTr), lambda: (OUT, D @ W)),
+                ("dC/dW = delta a^T (outer_sum)", lambda: LOOPS.outer_sum(D, A, dW, 1.0),
+                 lambda: np.matmul(D.T, A, out=dWr), lambda: (dW, D.T @ A)),
+            ]
+            for loop, ours, ref, check in cases:
+                if loop.startswith("W^T") and l == 1:
+                    continue        # training never takes delta into the input layer
+                row = {"network": label(sizes), "layer": l, "shape": f"{B}x{n_in}->{n_out}",
+                       "dtype": np.dtype(dtype).name, "loop": loop, "flops": flops}
+                try:
+                    ours()
+                    got, want = check()
+                    rel = float(np.linalg.norm(got.astype(np.float64) - want) / np.linalg.norm(want))
+                    row["rel_err"] = rel
+                    if rel > (1e-10 if dtype == np.float64 else 1e-4):
+                        row["note"] = f"INVALID: rel. diff. from NumPy {rel:.2e}"
+                        rows.append(row)
+                        continue
+                    ref()
+                    for t in thread_counts:
+                        numba.set_num_threads(t)
+                        with threadpool_limits(t):
+                            ours()
+                            s_ours, _ = median_seconds(ours, cfg["loop_budget"], 200)
+                            ref()
+                            s_np, _ = median_seconds(ref, cfg["loop_budget"], 200)
+                        row[f"gflops_t{t}"] = flops / s_ours / 1e9
+                        row[f"numpy_gflops_t{t}"] = flops / s_np / 1e9
+                    numba.set_num_threads(threads_default)
+                    row["vs_numpy_1thread"] = row["gflops_t1"] / row["numpy_gflops_t1"]
+                except Exception as exc:
+                    row["note"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+                rows.append(row)
+                print("  loop " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                           for k, v in row.items()), flush=True)
     return rows
 
 

@@ -40,13 +40,13 @@ def test_parallel_loops_equal_serial_loops_exactly(B, n_in, n_out, dtype, thread
 
     o_serial, o_par = np.empty((B, n_in), dtype), np.full((B, n_in), np.nan, dtype)
     K._backprop_linear_inputs(W, D, o_serial, 0, 0, n_in)
-    K._backprop_linear_slices(W, D, o_par, threads)
+    K._backprop_linear_slices(W, D, o_par, np.empty(0, dtype), np.empty(0, dtype), 0, n_in, min((n_in + 15) // 16, threads * K.SLICES_PER_THREAD))
     np.testing.assert_array_equal(o_par, o_serial)
 
     scale = dtype(0.5)
     g_serial, g_par = np.empty((n_out, n_in), dtype), np.full((n_out, n_in), np.nan, dtype)
     K._outer_sum_units(D, A, scale, g_serial, 0, n_out)
-    K._outer_sum_slices(D, A, scale, g_par, threads)
+    K._outer_sum_slices(D, A, scale, g_par, np.empty(0, dtype), np.empty(0, dtype), 0, n_out, min((n_out + 3) // 4, threads * K.SLICES_PER_THREAD))
     np.testing.assert_array_equal(g_par, g_serial)
 
 
