@@ -18,6 +18,13 @@ import pytest
 
 from backprop_numba import _kernels as K
 from backprop_numba import loops
+from backprop_numba._threads import kernel_threads
+
+# Start numba's threading layer first, as every public entry point does
+# (_threads.call_kernel): the register-tile tests below call kernels that call
+# a parallel loop, and a cached such kernel called first in a fresh process
+# crashes before the layer is started (numba #8578; see test_bounds.py).
+kernel_threads()
 
 # Batch sizes and widths around every tile (4 x 4 row updates, 4 x 3 dot
 # products), block (64 samples, 128 inputs) and path thresholds (32 samples and
