@@ -3,7 +3,7 @@
 The kernels (``_kernels.py``) compile lazily, once per dtype, the first time
 they are called; with ``cache=True`` a later process loads them from Numba's
 on-disk cache in a fraction of a second.  The first use after an install (or
-after the kernels changed) compiles for about 40 s per dtype, which looks like
+after the kernels changed) compiles for about a minute per dtype, which looks like
 a very slow first run unless something says so.
 
 ``notice_if_compiling(dtype)`` prints one line on stderr when the kernels of a
@@ -25,7 +25,7 @@ import numpy as np
 FIT_KERNELS = ("_train_epoch", "_train_batches", "_predict", "_loss_value")
 PREDICT_KERNELS = ("_predict", "_loss_value")
 
-SECONDS_PER_DTYPE = 40  # measured: 36.6 s for a digits run's float64 kernels on a 2-core machine (README)
+SECONDS_PER_DTYPE = 60  # measured: 62.9 s for a digits run's float64 kernels on a 2-core machine, idle (README)
 
 
 def _first_arg_dtype(sig):

@@ -80,8 +80,9 @@ def dense_transpose(W, D, OUT=None):
     D = _matrix("D", D, W.dtype)
     _shape("D", D, (D.shape[0], n_out))
     OUT = _output("OUT", OUT, (D.shape[0], n_in), W.dtype)
-    # scratch for the packed operands of the register tiles (K._tile)
-    scratch = np.empty(_tile_scratch(D.shape[0], n_out), dtype=W.dtype)
+    # scratch for the packed operands of the register tiles (K._tile), and for
+    # W^T, which the dot-product form takes from K.TRANSPOSE_MIN_BATCH samples on
+    scratch = np.empty(max(_tile_scratch(D.shape[0], n_out), W.size), dtype=W.dtype)
     call_kernel(K._backprop_linear, W, D, OUT, scratch)
     return OUT
 
