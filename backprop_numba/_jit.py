@@ -16,15 +16,15 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # compile-time work, 2026-12-01).
 OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 
-# The register tiles (_kernels._tile) are written as 48 scalar running sums
-# that only LLVM's SLP vectorizer packs into vectors (12 AVX2 registers of
-# float64).  numba turns the SLP pass off by default since numba #8705 (an
+# The register tiles (_kernels._tile16, _tile32) are written as 48 (96)
+# scalar running sums that only LLVM's SLP vectorizer packs into vectors (12
+# AVX2 registers of float64 or float32).  numba turns the SLP pass off by default since numba #8705 (an
 # LLVM miscompilation in other code), so the tiles alone are lowered with it
 # on: _SLPLowering sets numba's switch while its function is optimised (under
 # numba's compiler lock) and restores it.  Without "reassoc" the loop
 # vectorizer leaves the sum over i to SLP; with it, it vectorised that sum
-# across i with gathered loads (3 GFLOP/s).  Measured on the packed tile, one
-# thread, 2026-12-01, AVX2: float64 26-29 GFLOP/s, scalar without SLP 3-6.
+# across i with gathered loads (3 GFLOP/s).  Measured on the packed tile alone,
+# one thread, 2026-12-01, AVX2: float64 26-29 GFLOP/s, scalar without SLP 3-6.
 # The tests compare the tiles with the one-loop forms at every shape class.
 TILE_FASTMATH = FASTMATH - {"reassoc"}
 TILE_OPTS = dict(OPTS, fastmath=TILE_FASTMATH)

@@ -473,11 +473,13 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
 # delta[s, j] W[j, :] over the units j, dC/dW adds delta[s, j] a[l-1][s, :]
 # over the samples s.  _tile keeps a 3 x w block of the result in registers
 # (w = 16 float64 or 32 float32 columns: 12 AVX2 vectors) while it runs
-# along that sum, loading 16 values of one operand and broadcasting 3 of the
-# other per step: 48 multiply-adds for 19 loads, nothing stored until the end.
+# along that sum, loading w values of one operand and broadcasting 3 of the
+# other per step: 3 w multiply-adds for w / 4 (float64) or w / 8 (float32)
+# vector loads and 3 broadcasts, nothing stored until the end.
 # Both operands are first copied ("packed") into the order the tile reads
 # them: the rows of W or a[l-1] are n_in values apart, and with n_in = 512
-# float64 (4 KB) every row of a panel falls in the same L1 set.  Measured one
+# float64 (4 KB) every row of a panel falls in the same L1 set.  Measured on
+# the tile alone (prototypes, before it was wired into the library), one
 # thread, float64 GFLOP/s, 2026-12-01, AVX2 (NumPy's one-thread matmul beside):
 # W^T delta at B = 32, 784->128: row updates 17, unpacked tile 29, packed 28
 # (NumPy 25); 512->512: 14, 12, 16-20 (23-27); dC/dW 512->512 at B = 32: 15,
