@@ -45,7 +45,7 @@ from numba.np.arrayobj import make_array, populate_array
 from . import _threads  # noqa: F401 - loads libtbb before numba picks a threading layer
 from .activations import SOFTMAX, _activate, _backprop_activation, _g, _g_prime
 from .losses import _count_correct, _loss_sum, _output_delta
-from .optimizers import WEIGHT_DECAY, _step, _step_factors, _step_one, _step_range
+from .optimizers import WEIGHT_DECAY, _step, _step_factors, _step_one, _step_outer, _step_range
 
 from ._jit import FASTMATH, OPTS, TILE_OPTS  # noqa: F401 - FASTMATH: tests compile reference loops with it
 
@@ -1517,8 +1517,15 @@ def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, st
                     d = delta[s, j]
                     for k in range(nu):
                         out[s, k] += W[j, k] * d
+            row = np.uint64(arch[WOFF, l] + j * n_in)
             # note 002 eq. 3: dC/dW[l]_jk = scale sum_s delta[l]_sj a[l-1]_sk
             d = delta[0, j] * scale
+            if B == 1:
+                # one sample: the gradient d a[l-1]_k is formed inside the step's loop, which also sums |W|,
+                # instead of being written to g_row and read back, and theta read again for the sum
+                # (measured on [784,16,10] at B = 1, run_epoch: see README "Speed")
+                w_sum += _step_outer(opt, theta, state, hyper, c1, c2, row, nu, d, a_prev[0], weight_decay)
+                continue
             for k in range(nu):
                 g_row[k] = d * a_prev[0, k]
             for s in range(1, B):
@@ -1528,7 +1535,6 @@ def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, st
             if weight_decay != 0.0:
                 for k in range(nu):
                     g_row[k] += weight_decay * W[j, k]
-            row = np.uint64(arch[WOFF, l] + j * n_in)
             _step_range(opt, theta, g_row, state, hyper, c1, c2, row, nu)
             w_sum += _abs_sum(theta, row, nu)
         # note 002 eq. 4: dC/db[l]_j = scale sum_s delta[l]_sj (no weight decay on biases)

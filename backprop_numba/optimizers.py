@@ -253,6 +253,50 @@ def _step_range(code, theta, grad, state, hyper, c1, c2, i0, n):
             _rmsprop_rule(theta, state, hyper, c1, c2, i0 + k, grad[k])
 
 
+@njit(inline="always", **_OPTS)
+def _outer_gradient(theta, i, d, a_k, weight_decay):
+    """g = d a_k + weight_decay theta[i], rounded to theta's dtype as a stored gradient is (at each term)."""
+    cast = theta.dtype.type
+    return cast(cast(d * a_k) + weight_decay * theta[i])
+
+
+@njit(**_OPTS)
+def _step_outer(code, theta, state, hyper, c1, c2, i0, n, d, a, weight_decay):
+    """_step_range on theta[i0:i0+n] with the gradient of one sample's row of W, formed in the loop.
+
+    The gradient is g_k = d a[k] + weight_decay theta[i0 + k] (notes 002
+    eq. 3 at B = 1, d = delta_j / the batch weight, plus the L2 term), the
+    value _kernels._backward_update otherwise stores in a row buffer first.
+    Returns sum_k |theta[i0 + k]| after the step, the fused step's bound,
+    taken in the same pass.  One loop per rule, as in _step_range.
+    """
+    w_sum = 0.0
+    if code == SGD_CODE:
+        for k in range(n):
+            _sgd_rule(theta, state, hyper, c1, c2, i0 + k, _outer_gradient(theta, i0 + k, d, a[k], weight_decay))
+            w_sum += abs(theta[i0 + k])
+    elif code == MOMENTUM_CODE:
+        for k in range(n):
+            _momentum_rule(theta, state, hyper, c1, c2, i0 + k,
+                           _outer_gradient(theta, i0 + k, d, a[k], weight_decay))
+            w_sum += abs(theta[i0 + k])
+    elif code == NESTEROV_CODE:
+        for k in range(n):
+            _nesterov_rule(theta, state, hyper, c1, c2, i0 + k,
+                           _outer_gradient(theta, i0 + k, d, a[k], weight_decay))
+            w_sum += abs(theta[i0 + k])
+    elif code == ADAM_CODE:
+        for k in range(n):
+            _adam_rule(theta, state, hyper, c1, c2, i0 + k, _outer_gradient(theta, i0 + k, d, a[k], weight_decay))
+            w_sum += abs(theta[i0 + k])
+    elif code == RMSPROP_CODE:
+        for k in range(n):
+            _rmsprop_rule(theta, state, hyper, c1, c2, i0 + k,
+                          _outer_gradient(theta, i0 + k, d, a[k], weight_decay))
+            w_sum += abs(theta[i0 + k])
+    return w_sum
+
+
 @njit(**_OPTS)
 def _step(code, theta, grad, state, lr, hyper, t):
     """One step of the optimizer with this code on all of theta; t counts steps from 1."""
