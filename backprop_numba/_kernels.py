@@ -117,6 +117,7 @@ N, ACT, WOFF, BOFF, UOFF = 0, 1, 2, 3, 4
 # each compiled twice in a digits run, ~1.5 s of its cold compile;
 # tests/test_compile.py checks that each kernel compiles once).
 NO_SEED, ZERO, ONE_THREAD = np.int64(-1), np.int64(0), np.int64(1)
+NOT_LAGGED, LAGGED = ZERO, ONE_THREAD  # _forward's `lagged` (an int64: a bool compiled it twice)
 
 # Status codes returned by the training kernel.
 OK, NONFINITE_LOSS, NONFINITE_GRADIENT = 0, 1, 2
@@ -339,7 +340,7 @@ def _dense(W, b, a_prev, z, threads):
 
 
 @njit(**OPTS)
-def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads):
+def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads, lagged):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
 
     .. math:: z^{[l]} = W^{[l]} a^{[l-1]} + b^{[l]},\\quad a^{[l]} = g_l(z^{[l]})
@@ -350,6 +351,9 @@ def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads):
     (inverted dropout): the mask of sample row0 + s, layer l, unit j is
     _dropout_keep(seed, row0 + s, l, j, rate); seed < 0 (inference) never drops.
     ``threads``: how many threads the matrix loops may share (_dense).
+    ``lagged`` (LAGGED, else NOT_LAGGED): z[1] already holds W[1] a[0]
+    (B = 1, the fused step's lagged forward, see _backward_update), to
+    which only b[1] is added.
     """
     L = arch.shape[1] - 1
     zero = theta.dtype.type(0)  # sums in the network's dtype (float32 stays float32), as _dense_block
@@ -374,7 +378,12 @@ def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads):
             a_prev = _rows(a_buf, arch, l - 1, B)
             z = _rows(z_buf, arch, l, B)
             # note 001: z[l]_j = sum_k W[l]_jk a[l-1]_k + b[l]_j
-            _dense(W, b, a_prev, z, threads)
+            if lagged != 0 and l == 1:
+                # B = 1: z[1] holds W[1] a[0] already (the fused step's lagged forward)
+                for j in range(n_out):
+                    z[0, j] = b[j] + z[0, j]
+            else:
+                _dense(W, b, a_prev, z, threads)
             # a[l] = g_l(z[l])
             _activate(code, z, _rows(a_buf, arch, l, B))
         if seed >= 0 and l < L and rates[l] > 0.0:
@@ -454,7 +463,7 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
     for start in range(0, total, chunk):
         B = min(chunk, total - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, threads)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, threads, NOT_LAGGED)
         a_L = _rows(a_buf, arch, L, B)
         for s in range(B):
             for j in range(a_L.shape[1]):
@@ -1226,7 +1235,7 @@ def _loss_and_gradients(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, d
     L = arch.shape[1] - 1
     rows = np.arange(B)
     _load_inputs(X, rows, ZERO, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, ZERO, threads)
+    _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, ZERO, threads, NOT_LAGGED)
     a_L = _rows(a_buf, arch, L, B)
     w_total = _weight_sum(SW, B)
     value = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), Y, SW) / w_total
@@ -1247,7 +1256,7 @@ def _loss_value(theta, arch, loss, loss_param, X, Y, SW, a_buf, z_buf, chunk, th
     for start in range(0, total_rows, chunk):
         B = min(chunk, total_rows - start)
         _load_inputs(X, rows, start, B, arch, a_buf)
-        _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, threads)
+        _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, threads, NOT_LAGGED)
         y = Y[start:start + B]
         w = SW[start:start + B] if SW.shape[0] != 0 else SW
         total += _loss_sum(loss, loss_param, _rows(a_buf, arch, L, B), _rows(z_buf, arch, L, B), y, w)
@@ -1271,7 +1280,7 @@ def _vjp(theta, arch, X, V, a_buf, z_buf, d_buf, gx):
     rows = np.arange(B)
     no_dropout = np.empty(0)
     _load_inputs(X, rows, ZERO, B, arch, a_buf)
-    _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, ONE_THREAD)
+    _forward(theta, arch, a_buf, z_buf, B, no_dropout, NO_SEED, ZERO, ONE_THREAD, NOT_LAGGED)
     # note 000: delta[L] = v * sigma'(z[L])  (the softmax Jacobian for a softmax output)
     _backprop_activation(arch[ACT, L], _rows(a_buf, arch, L, B), V, _rows(d_buf, arch, L, B))
     no_scratch = theta[:0]
@@ -1480,7 +1489,7 @@ def _backward_update_tiny(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c
 
 
 @njit(**OPTS)
-def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, state, g_row, w_abs):
+def _backward_update(theta, arch, a_buf, z_buf, d_buf, B, scale, opt, hyper, c1, c2, state, g_row, w_abs, lag):
     """The delta recursion, the gradients and the optimizer step, in one pass over each W[l], l = L..1.
 
     .. math:: \\delta^{[l-1]} = (W^{[l]\\,T} \\delta^{[l]}) \\circ g_{l-1}'(z^{[l-1]}),\\quad
@@ -1491,6 +1500,13 @@ def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, st
     from the old weights, then takes its step with its gradient in g_row
     (plus the L2 term weight_decay W[l]_jk, as _update adds it); the biases
     follow.  delta[L] must be in d_buf; leaves w_abs[l] = sum |W[l]| (new).
+
+    With ``lag`` (B = 1, W[1] not a tiny layer) row j of W[1], just stepped
+    and still in L1, also gives the next sample's W[1]_j x (note 001
+    without b[1]), x being in layer 0 of z_buf (free at that point): z[1]
+    of z_buf then holds it, and that sample's forward pass only adds b[1]
+    (_forward's ``lagged``).  The forward pass would otherwise read W[1],
+    most of the parameters of a network on pixels, once more a step.
     """
     L = arch.shape[1] - 1
     weight_decay = hyper[WEIGHT_DECAY]
@@ -1505,6 +1521,7 @@ def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, st
         nu = np.uint64(n_in)
         back = l > 1
         out = _rows(d_buf, arch, l - 1, B)
+        x_next, z_next, no_bias = _rows(z_buf, arch, 0, 1), _rows(z_buf, arch, 1, 1), theta[:0]  # lag only
         if back:
             for s in range(B):
                 for k in range(nu):
@@ -1525,6 +1542,10 @@ def _backward_update(theta, arch, a_buf, d_buf, B, scale, opt, hyper, c1, c2, st
                 # instead of being written to g_row and read back, and theta read again for the sum
                 # (measured on [784,16,10] at B = 1, run_epoch: see README "Speed")
                 w_sum += _step_outer(opt, theta, state, hyper, c1, c2, row, nu, d, a_prev[0], weight_decay)
+                if lag and l == 1 and ((j + 1) % 4 == 0 or j + 1 == n_out):
+                    # note 001 for the next sample, without b[1], from the rows just stepped (in L1): the
+                    # forward's own loop over the same groups of 4 units (_dense_block), so it rounds alike
+                    _dense_units(W, no_bias, x_next, z_next, j - j % 4, j + 1)
                 continue
             for k in range(nu):
                 g_row[k] = d * a_prev[0, k]
@@ -1592,11 +1613,16 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     w_abs[0] = -1.0
     big = (3.4e38 if theta.itemsize == 4 else 1.7e308) / 4.0  # a quarter of the dtype's largest value
     dropping = _dropping(rates, drop_seed)
+    # the fused step at B = 1 may compute the next batch's W[1] x (_backward_update's lag): then `ready`
+    lag_layer = arch[N, 1] * arch[N, 0] > TINY_LAYER
+    ready = False
     i = first
     while i < last:
         start = i * batch_size
         B = min(batch_size, total_rows - start)
         i += 1
+        lagged = ready  # only this batch may use it: a batch skipped below drops it
+        ready = False
         w = _load_weights(SW, perm, start, B, w_buf)
         w_total = _weight_sum(w, B)
         if w_total == 0.0:
@@ -1605,7 +1631,8 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
         y = _load_targets(Y, perm, start, B, y_buf)
         # dropout masks (drop_seed >= 0) follow the row's place in the epoch: the same wherever an epoch is cut;
         # batches the fused step may take stay on one thread (see PARALLEL: B = 4-8 measured 0.86-0.98x on two)
-        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, ONE_THREAD if B <= FUSED_MAX_BATCH else threads)
+        _forward(theta, arch, a_buf, z_buf, B, rates, drop_seed, start, ONE_THREAD if B <= FUSED_MAX_BATCH else threads,
+                 LAGGED if lagged else NOT_LAGGED)
         a_L = _rows(a_buf, arch, L, B)
         batch_loss = _loss_sum(loss, loss_param, a_L, _rows(z_buf, arch, L, B), y, w)
         status = OK
@@ -1634,7 +1661,15 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
         correct += _count_correct(loss, a_L, y, w)
         if fused:
             c1, c2 = _step_factors(opt, lr, hyper, t + steps + 1)
-            _backward_update(theta, arch, a_buf, d_buf, B, 1.0 / w_total, opt, hyper, c1, c2, state, grad, w_abs)
+            ready = B == 1 and i < last and lag_layer
+            if ready:
+                # the next batch's input, cast as _load_inputs casts it, into layer 0 of z_buf (never a z)
+                x_next = _rows(z_buf, arch, 0, 1)[0]
+                r = perm[i * batch_size]
+                for k in range(X.shape[1]):
+                    x_next[k] = X[r, k]
+            _backward_update(theta, arch, a_buf, z_buf, d_buf, B, 1.0 / w_total, opt, hyper, c1, c2, state, grad,
+                             w_abs, ready)
         else:
             _update(opt, theta, grad, state, lr, hyper, t + steps + 1, arch, threads)
             w_abs[0] = -1.0  # theta changed outside the fused pass: S[l] is stale

@@ -27,7 +27,13 @@ NETS = [  # layer sizes, hidden activation, output activation, loss
     ([5, 8, 2], "leaky_relu", "identity", "huber"),
     ([3, 4, 1], "sigmoid", "exp", "poisson"),
     ([5, 6, 2], "tanh", "identity", "mae"),
+    # layers over K.TINY_LAYER weights: the row pass (optimizers._step_outer at B = 1) and, on the first
+    # layer, the lagged forward of the next sample; one softmax layer alone, whose lagged z is its output
+    ([20, 9, 4], "sigmoid", "identity", "mse"),
+    ([12, 10, 7, 3], "relu", "softmax", "cross_entropy"),
+    ([15, 6], "tanh", "softmax", "cross_entropy"),
 ]
+LAGGED = [case for case, (sizes, *_) in enumerate(NETS) if sizes[0] * sizes[1] > K.TINY_LAYER]
 
 
 def problem(sizes, loss, n, dtype, seed=0):
@@ -82,6 +88,30 @@ def test_fused_step_matches_blocked_kernels(net_case, batch_size, dtype):
         np.testing.assert_allclose(net.theta, theta, rtol=RTOL[dtype], atol=ATOL[dtype], err_msg=optimizer.name)
         np.testing.assert_allclose(ws.state, state, rtol=RTOL[dtype], atol=ATOL[dtype], err_msg=optimizer.name)
         np.testing.assert_allclose(result.loss_sum, total, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("net_case", LAGGED)
+def test_one_sample_epoch_is_the_same_wherever_it_is_cut(net_case, dtype):
+    """At B = 1 the fused step computes the next sample's W[1] x (the lagged forward) within one call,
+    not across calls: an epoch in one call and the same epoch one batch a call (as Ctrl-C, a progress bar
+    or the overflow guard's replay cut it) give bit-identical parameters, state and sums.  Zero sample
+    weights skip batches, which must drop a lagged forward computed for them."""
+    sizes, hidden, output, loss = NETS[net_case]
+    n = 40
+    X, Y = problem(sizes, loss, n, dtype, seed=net_case)
+    SW = np.random.default_rng(2).uniform(0.0, 2.0, n).astype(dtype)
+    SW[[3, 4, 17, 39]] = 0.0
+    for optimizer in ("sgd", "momentum", "adam", "rmsprop"):
+        nets = [MLP(sizes, activation=hidden, output_activation=output, loss=loss, dtype=dtype, seed=4)
+                for _ in range(2)]
+        whole = Workspace(nets[0], 1, optimizer).run_epoch(X, Y, 0.05, shuffle_seed=5, sample_weight=SW)
+        ws, cut = Workspace(nets[1], 1, optimizer), None
+        for stop in range(1, n + 1):
+            cut = ws.run_epoch(X, Y, 0.05, shuffle_seed=5, sample_weight=SW, resume=cut, stop=stop)
+        assert (whole.steps, whole.status) == (n - 4, K.OK) and cut.steps == whole.steps
+        np.testing.assert_array_equal(nets[1].theta, nets[0].theta, err_msg=optimizer)
+        assert (cut.loss_sum, cut.correct) == (whole.loss_sum, whole.correct)
 
 
 def test_fused_and_blocked_batch_sizes_agree_on_one_sample_batches():
