@@ -725,16 +725,24 @@ def _tile_scratch_need(n_lead, n_other, n_slices):
 
 
 @njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
-def _tile_slices(threads, work, itemsize, n_k, free):
-    """Slices of whole panels the tiled loops split n_k inputs into: 1 where one thread is faster.
+def _tile_slices(B, n_out, n_in, n_lead, n_other, itemsize, threads, n_scratch):
+    """Slices of whole panels of the n_in inputs the register tiles run on, or 0 where they do not run.
 
-    At most as many as ``free`` scratch values hold panel buffers: whether the
-    tiles run depends on the scratch for one panel only, never on the thread
-    count, so any number of threads gives the same numbers.
+    The tiles run where they pay (_tiles_pay), the inputs hold a whole panel
+    and the n_scratch values of scratch hold the packed operands of one slice
+    (_tile_scratch_need(n_lead, n_other, 1): n_lead = B for W^T delta, n_out
+    for dC/dW).  More slices than 1 only where a second thread pays, and at
+    most as many as the scratch holds panel buffers: whether the tiles run
+    depends on the scratch for one panel only, never on the thread count, so
+    any number of threads gives the same numbers.
     """
-    if _parallel_pays(threads, work, itemsize):
-        return max(1, min(n_k // (PANEL_BYTES // itemsize), threads * SLICES_PER_THREAD, free // TILE_PANEL_VALUES))
-    return 1
+    if not (_tiles_pay(B, n_out) and n_in * itemsize >= PANEL_BYTES
+            and n_scratch >= _tile_scratch_need(n_lead, n_other, ONE_THREAD)):
+        return 0
+    if not _parallel_pays(threads, B * n_in * n_out, itemsize):
+        return 1
+    free = n_scratch - _tile_scratch_need(n_lead, n_other, ZERO)
+    return max(1, min(n_in // (PANEL_BYTES // itemsize), threads * SLICES_PER_THREAD, free // TILE_PANEL_VALUES))
 
 
 # From this batch size on, W^T delta runs as the forward pass's dot-product
@@ -765,8 +773,8 @@ def _backprop_linear(W, delta, out, scratch, threads):
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
-    if _tiles_pay(B, n_out) and n_in * W.itemsize >= PANEL_BYTES and scratch.shape[0] >= _tile_scratch_need(B, n_out, ONE_THREAD):
-        n_slices = _tile_slices(threads, B * n_in * n_out, W.itemsize, n_in, scratch.shape[0] - _tile_scratch_need(B, n_out, ZERO))
+    n_slices = _tile_slices(B, n_out, n_in, B, n_out, W.itemsize, threads, scratch.shape[0])
+    if n_slices > 0:
         _backprop_linear_tiled(W, delta, out, scratch, n_slices)
     elif B >= TRANSPOSE_MIN_BATCH and n_out * W.itemsize >= TRANSPOSE_MIN_BYTES and scratch.shape[0] >= n_in * n_out:
         W_T = _transpose_into(W, W.dtype.type(1), scratch, 0)
@@ -1104,8 +1112,8 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
-    if _tiles_pay(B, n_out) and n_in * dW.itemsize >= PANEL_BYTES and scratch.shape[0] >= _tile_scratch_need(n_out, B, ONE_THREAD):
-        n_slices = _tile_slices(threads, B * n_in * n_out, dW.itemsize, n_in, scratch.shape[0] - _tile_scratch_need(n_out, B, ZERO))
+    n_slices = _tile_slices(B, n_out, n_in, n_out, B, dW.itemsize, threads, scratch.shape[0])
+    if n_slices > 0:
         _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices)
     elif B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
         _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
