@@ -1547,8 +1547,11 @@ def _backward_update(theta, arch, a_buf, z_buf, d_buf, B, scale, opt, hyper, c1,
             d = delta[0, j] * scale
             if B == 1:
                 # one sample: the gradient d a[l-1]_k is formed inside the step's loop, which also sums |W|,
-                # instead of being written to g_row and read back, and theta read again for the sum
-                # (measured on [784,16,10] at B = 1, run_epoch: see README "Speed")
+                # instead of being written to g_row and read back, and theta read again for the sum.
+                # Measured (2026-12-01, one thread, thread time, medians of 5 interleaved runs, us a
+                # sample), this and the lag below together: run_epoch at B = 1 on [784,16,10] 10.3 -> 6.8,
+                # [784,128,64,10] 72 -> 47, [784,512,512,10] 485 -> 350; the lag alone 10-15% of it
+                # (48-52 -> 41-46 and 332-384 -> 281-353 on the two larger networks)
                 w_sum += _step_outer(opt, theta, state, hyper, c1, c2, row, nu, d, a_prev[0], weight_decay)
                 if lag and l == 1 and ((j + 1) % 4 == 0 or j + 1 == n_out):
                     # note 001 for the next sample, without b[1], from the rows just stepped (in L1): the
