@@ -16,9 +16,9 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 # compile-time work, 2026-12-01).
 OPTS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True, no_cfunc_wrapper=True)
 
-# The register tiles (_kernels._tile16, _tile32) are written as 48 (96)
-# scalar running sums that only LLVM's SLP vectorizer packs into vectors (12
-# AVX2 registers of float64 or float32).  numba turns the SLP pass off by default since numba #8705 (an
+# The register tiles (_kernels._tile16, _tile32, _tile64) are written as 48,
+# 96 or 192 scalar running sums that only LLVM's SLP vectorizer packs into
+# vectors (12 AVX2 or AVX-512 registers).  numba turns the SLP pass off by default since numba #8705 (an
 # LLVM miscompilation in other code), so the tiles alone are lowered with it
 # on: _SLPLowering sets numba's switch while its function is optimised (under
 # numba's compiler lock) and restores it.  Without "reassoc" the loop

@@ -528,10 +528,17 @@ def _predict(theta, arch, X, rows, out, a_buf, z_buf, chunk, threads):
 # (NumPy 25); 512->512: 14, 12, 16-20 (23-27); dC/dW 512->512 at B = 32: 15,
 # 14, 27-28 (20-22).  ROWS and PANEL_BYTES name the shape (a panel is
 # PANEL_BYTES of each row: 16 float64, 32 float32); the tiles are unrolled
-# by hand, like TILE.
-ROWS, PANEL_BYTES = 3, 128
-if (ROWS, PANEL_BYTES) != (3, 128):  # pragma: no cover - guards an edit of the line above
-    raise ImportError("backprop_numba._kernels.ROWS, PANEL_BYTES must be 3, 128: the register tiles are unrolled by hand.")
+# by hand, like TILE.  With 512-bit vectors (WIDE) a panel is twice as wide,
+# 256 bytes (32 float64, 64 float32), so the tile again holds 12 vectors:
+# at 128 bytes it held 6 AVX-512 vectors, too few running sums to hide the
+# multiply-add's latency.  Measured on the tile alone (L1-resident operands,
+# one thread, GFLOP/s, Emerald Rapids, 2026-12-01): float64 3 x 16 on 512-bit
+# vectors 46, 3 x 32 66 (3 x 16 on 256-bit vectors: 33).
+ROWS = 3
+PANEL_BYTES = 256 if WIDE else 128
+if ROWS != 3 or PANEL_BYTES not in (128, 256):  # pragma: no cover - guards an edit of the lines above
+    raise ImportError("backprop_numba._kernels.ROWS, PANEL_BYTES must be 3 and 128 or 256: the register tiles are "
+                      "unrolled by hand.")
 MAX_PANEL = PANEL_BYTES // 4  # columns of the widest panel (float32)
 # Blocks of the packed operands: J_BLOCK units of W (16 KB of float64 per
 # panel) for W^T delta, S_BLOCK samples of a[l-1] for dC/dW.
@@ -560,11 +567,12 @@ def _tile(A, a0, n, P, C, r, k, scale):
     .. math:: C_{r+t,\\,k+c} \\mathrel{+}= \\text{scale} \\sum_i A_{it} P_{ic}
 
     The register tile: A holds 3 rows' coefficients per step i (delta,
-    packed), P w columns per step (a packed panel of W or a[l-1]); w is 16
-    float64 or 32 float32 values, 4 AVX2 vectors either way.  Compiled code
-    runs _tile16 or _tile32 (the same sums unrolled by hand, 48 or 96
-    running sums; picked by dtype below); this Python body is their one-loop
-    form, and runs as such under NUMBA_DISABLE_JIT.
+    packed), P w columns per step (a packed panel of W or a[l-1]); w is
+    PANEL_BYTES of values: 16 float64 or 32 float32 (4 AVX2 vectors), or on
+    AVX-512 hosts 32 float64 or 64 float32 (4 AVX-512 vectors).  Compiled
+    code runs _tile16, _tile32 or _tile64 (the same sums unrolled by hand,
+    48, 96 or 192 running sums; picked by w below); this Python body is
+    their one-loop form, and runs as such under NUMBA_DISABLE_JIT.
     """
     w = PANEL_BYTES // C.itemsize
     for t in range(ROWS):
@@ -577,15 +585,18 @@ def _tile(A, a0, n, P, C, r, k, scale):
 
 @overload(_tile, jit_options=OPTS)
 def _tile_by_dtype(A, a0, n, P, C, r, k, scale):
-    """In compiled code, _tile is _tile16 for float64 and _tile32 for float32 (picked while typing: no branch)."""
-    if C.dtype == types.float64:
+    """In compiled code, _tile is _tile16, _tile32 or _tile64 by the panel's columns (picked while typing: no branch)."""
+    w = PANEL_BYTES // (8 if C.dtype == types.float64 else 4)
+    if w == 16:
         return lambda A, a0, n, P, C, r, k, scale: _tile16(A, a0, n, P, C, r, k, scale)
-    return lambda A, a0, n, P, C, r, k, scale: _tile32(A, a0, n, P, C, r, k, scale)
+    if w == 32:
+        return lambda A, a0, n, P, C, r, k, scale: _tile32(A, a0, n, P, C, r, k, scale)
+    return lambda A, a0, n, P, C, r, k, scale: _tile64(A, a0, n, P, C, r, k, scale)
 
 
 @njit(**TILE_OPTS)
 def _tile16(A, a0, n, P, C, r, k, scale):
-    """_tile for float64: 3 x 16 running sums, 12 AVX2 vectors."""
+    """_tile for 16-column panels (float64 on AVX2): 3 x 16 running sums, 12 AVX2 vectors."""
     _wide_vectors()
     c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = C.dtype.type(0)
     c08 = c09 = c0a = c0b = c0c = c0d = c0e = c0f = C.dtype.type(0)
@@ -621,7 +632,7 @@ def _tile16(A, a0, n, P, C, r, k, scale):
 
 @njit(inline="always", **TILE_OPTS)
 def _tile_add16(C, r, k, scale, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, xa, xb, xc, xd, xe, xf):
-    """C[r, k:k + 16] += scale * (x0, ..., xf): 16 of one row's sums of _tile16 or _tile32."""
+    """C[r, k:k + 16] += scale * (x0, ..., xf): 16 of one row's sums of _tile16, _tile32 or _tile64."""
     row = C[r, k:k + 16]  # a view: constant indices below (see _tile16)
     row[0] += scale * x0; row[1] += scale * x1; row[2] += scale * x2; row[3] += scale * x3  # noqa: E702
     row[4] += scale * x4; row[5] += scale * x5; row[6] += scale * x6; row[7] += scale * x7  # noqa: E702
@@ -631,7 +642,7 @@ def _tile_add16(C, r, k, scale, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, xa, xb, 
 
 @njit(**TILE_OPTS)
 def _tile32(A, a0, n, P, C, r, k, scale):
-    """_tile for float32: 3 x 32 running sums, 12 AVX2 vectors."""
+    """_tile for 32-column panels (float32 on AVX2, float64 on AVX-512): 3 x 32 running sums, 12 vectors."""
     _wide_vectors()
     c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = C.dtype.type(0)
     c08 = c09 = c0a = c0b = c0c = c0d = c0e = c0f = C.dtype.type(0)
@@ -686,6 +697,109 @@ def _tile32(A, a0, n, P, C, r, k, scale):
     _tile_add16(C, r + 1, k + 16, scale, c1g, c1h, c1i, c1j, c1k, c1l, c1m, c1n, c1o, c1p, c1q, c1r, c1s, c1t, c1u, c1v)
     _tile_add16(C, r + 2, k, scale, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c2a, c2b, c2c, c2d, c2e, c2f)
     _tile_add16(C, r + 2, k + 16, scale, c2g, c2h, c2i, c2j, c2k, c2l, c2m, c2n, c2o, c2p, c2q, c2r, c2s, c2t, c2u, c2v)
+
+
+@njit(**TILE_OPTS)
+def _tile64(A, a0, n, P, C, r, k, scale):
+    """_tile for 64-column panels (float32 on AVX-512): 3 x 64 running sums, 12 AVX-512 vectors."""
+    _wide_vectors()
+    c00 = c01 = c02 = c03 = c04 = c05 = c06 = c07 = C.dtype.type(0)
+    c08 = c09 = c0a = c0b = c0c = c0d = c0e = c0f = C.dtype.type(0)
+    c0g = c0h = c0i = c0j = c0k = c0l = c0m = c0n = C.dtype.type(0)
+    c0o = c0p = c0q = c0r = c0s = c0t = c0u = c0v = C.dtype.type(0)
+    c0w = c0x = c0y = c0z = c0A = c0B = c0C = c0D = C.dtype.type(0)
+    c0E = c0F = c0G = c0H = c0I = c0J = c0K = c0L = C.dtype.type(0)
+    c0M = c0N = c0O = c0P = c0Q = c0R = c0S = c0T = C.dtype.type(0)
+    c0U = c0V = c0W = c0X = c0Y = c0Z = c0_0 = c0_1 = C.dtype.type(0)
+    c10 = c11 = c12 = c13 = c14 = c15 = c16 = c17 = C.dtype.type(0)
+    c18 = c19 = c1a = c1b = c1c = c1d = c1e = c1f = C.dtype.type(0)
+    c1g = c1h = c1i = c1j = c1k = c1l = c1m = c1n = C.dtype.type(0)
+    c1o = c1p = c1q = c1r = c1s = c1t = c1u = c1v = C.dtype.type(0)
+    c1w = c1x = c1y = c1z = c1A = c1B = c1C = c1D = C.dtype.type(0)
+    c1E = c1F = c1G = c1H = c1I = c1J = c1K = c1L = C.dtype.type(0)
+    c1M = c1N = c1O = c1P = c1Q = c1R = c1S = c1T = C.dtype.type(0)
+    c1U = c1V = c1W = c1X = c1Y = c1Z = c1_0 = c1_1 = C.dtype.type(0)
+    c20 = c21 = c22 = c23 = c24 = c25 = c26 = c27 = C.dtype.type(0)
+    c28 = c29 = c2a = c2b = c2c = c2d = c2e = c2f = C.dtype.type(0)
+    c2g = c2h = c2i = c2j = c2k = c2l = c2m = c2n = C.dtype.type(0)
+    c2o = c2p = c2q = c2r = c2s = c2t = c2u = c2v = C.dtype.type(0)
+    c2w = c2x = c2y = c2z = c2A = c2B = c2C = c2D = C.dtype.type(0)
+    c2E = c2F = c2G = c2H = c2I = c2J = c2K = c2L = C.dtype.type(0)
+    c2M = c2N = c2O = c2P = c2Q = c2R = c2S = c2T = C.dtype.type(0)
+    c2U = c2V = c2W = c2X = c2Y = c2Z = c2_0 = c2_1 = C.dtype.type(0)
+    # see _tile16
+    A_i = _matrix(A[a0:a0 + 3 * n], n, 3)
+    P_i = _matrix(P[:64 * n], n, 64)
+    for i in range(np.uint64(n)):
+        w0, w1, w2, w3, w4, w5, w6, w7 = P_i[i, 0], P_i[i, 1], P_i[i, 2], P_i[i, 3], P_i[i, 4], P_i[i, 5], P_i[i, 6], P_i[i, 7]
+        w8, w9, wa, wb, wc, wd, we, wf = P_i[i, 8], P_i[i, 9], P_i[i, 10], P_i[i, 11], P_i[i, 12], P_i[i, 13], P_i[i, 14], P_i[i, 15]
+        wg, wh, wi, wj, wk, wl, wm, wn = P_i[i, 16], P_i[i, 17], P_i[i, 18], P_i[i, 19], P_i[i, 20], P_i[i, 21], P_i[i, 22], P_i[i, 23]
+        wo, wp, wq, wr, ws, wt, wu, wv = P_i[i, 24], P_i[i, 25], P_i[i, 26], P_i[i, 27], P_i[i, 28], P_i[i, 29], P_i[i, 30], P_i[i, 31]
+        ww, wx, wy, wz, wA, wB, wC, wD = P_i[i, 32], P_i[i, 33], P_i[i, 34], P_i[i, 35], P_i[i, 36], P_i[i, 37], P_i[i, 38], P_i[i, 39]
+        wE, wF, wG, wH, wI, wJ, wK, wL = P_i[i, 40], P_i[i, 41], P_i[i, 42], P_i[i, 43], P_i[i, 44], P_i[i, 45], P_i[i, 46], P_i[i, 47]
+        wM, wN, wO, wP, wQ, wR, wS, wT = P_i[i, 48], P_i[i, 49], P_i[i, 50], P_i[i, 51], P_i[i, 52], P_i[i, 53], P_i[i, 54], P_i[i, 55]
+        wU, wV, wW, wX, wY, wZ, w_0, w_1 = P_i[i, 56], P_i[i, 57], P_i[i, 58], P_i[i, 59], P_i[i, 60], P_i[i, 61], P_i[i, 62], P_i[i, 63]
+        d0, d1, d2 = A_i[i, 0], A_i[i, 1], A_i[i, 2]
+        c00 += d0 * w0; c01 += d0 * w1; c02 += d0 * w2; c03 += d0 * w3  # noqa: E702
+        c04 += d0 * w4; c05 += d0 * w5; c06 += d0 * w6; c07 += d0 * w7  # noqa: E702
+        c08 += d0 * w8; c09 += d0 * w9; c0a += d0 * wa; c0b += d0 * wb  # noqa: E702
+        c0c += d0 * wc; c0d += d0 * wd; c0e += d0 * we; c0f += d0 * wf  # noqa: E702
+        c0g += d0 * wg; c0h += d0 * wh; c0i += d0 * wi; c0j += d0 * wj  # noqa: E702
+        c0k += d0 * wk; c0l += d0 * wl; c0m += d0 * wm; c0n += d0 * wn  # noqa: E702
+        c0o += d0 * wo; c0p += d0 * wp; c0q += d0 * wq; c0r += d0 * wr  # noqa: E702
+        c0s += d0 * ws; c0t += d0 * wt; c0u += d0 * wu; c0v += d0 * wv  # noqa: E702
+        c0w += d0 * ww; c0x += d0 * wx; c0y += d0 * wy; c0z += d0 * wz  # noqa: E702
+        c0A += d0 * wA; c0B += d0 * wB; c0C += d0 * wC; c0D += d0 * wD  # noqa: E702
+        c0E += d0 * wE; c0F += d0 * wF; c0G += d0 * wG; c0H += d0 * wH  # noqa: E702
+        c0I += d0 * wI; c0J += d0 * wJ; c0K += d0 * wK; c0L += d0 * wL  # noqa: E702
+        c0M += d0 * wM; c0N += d0 * wN; c0O += d0 * wO; c0P += d0 * wP  # noqa: E702
+        c0Q += d0 * wQ; c0R += d0 * wR; c0S += d0 * wS; c0T += d0 * wT  # noqa: E702
+        c0U += d0 * wU; c0V += d0 * wV; c0W += d0 * wW; c0X += d0 * wX  # noqa: E702
+        c0Y += d0 * wY; c0Z += d0 * wZ; c0_0 += d0 * w_0; c0_1 += d0 * w_1  # noqa: E702
+        c10 += d1 * w0; c11 += d1 * w1; c12 += d1 * w2; c13 += d1 * w3  # noqa: E702
+        c14 += d1 * w4; c15 += d1 * w5; c16 += d1 * w6; c17 += d1 * w7  # noqa: E702
+        c18 += d1 * w8; c19 += d1 * w9; c1a += d1 * wa; c1b += d1 * wb  # noqa: E702
+        c1c += d1 * wc; c1d += d1 * wd; c1e += d1 * we; c1f += d1 * wf  # noqa: E702
+        c1g += d1 * wg; c1h += d1 * wh; c1i += d1 * wi; c1j += d1 * wj  # noqa: E702
+        c1k += d1 * wk; c1l += d1 * wl; c1m += d1 * wm; c1n += d1 * wn  # noqa: E702
+        c1o += d1 * wo; c1p += d1 * wp; c1q += d1 * wq; c1r += d1 * wr  # noqa: E702
+        c1s += d1 * ws; c1t += d1 * wt; c1u += d1 * wu; c1v += d1 * wv  # noqa: E702
+        c1w += d1 * ww; c1x += d1 * wx; c1y += d1 * wy; c1z += d1 * wz  # noqa: E702
+        c1A += d1 * wA; c1B += d1 * wB; c1C += d1 * wC; c1D += d1 * wD  # noqa: E702
+        c1E += d1 * wE; c1F += d1 * wF; c1G += d1 * wG; c1H += d1 * wH  # noqa: E702
+        c1I += d1 * wI; c1J += d1 * wJ; c1K += d1 * wK; c1L += d1 * wL  # noqa: E702
+        c1M += d1 * wM; c1N += d1 * wN; c1O += d1 * wO; c1P += d1 * wP  # noqa: E702
+        c1Q += d1 * wQ; c1R += d1 * wR; c1S += d1 * wS; c1T += d1 * wT  # noqa: E702
+        c1U += d1 * wU; c1V += d1 * wV; c1W += d1 * wW; c1X += d1 * wX  # noqa: E702
+        c1Y += d1 * wY; c1Z += d1 * wZ; c1_0 += d1 * w_0; c1_1 += d1 * w_1  # noqa: E702
+        c20 += d2 * w0; c21 += d2 * w1; c22 += d2 * w2; c23 += d2 * w3  # noqa: E702
+        c24 += d2 * w4; c25 += d2 * w5; c26 += d2 * w6; c27 += d2 * w7  # noqa: E702
+        c28 += d2 * w8; c29 += d2 * w9; c2a += d2 * wa; c2b += d2 * wb  # noqa: E702
+        c2c += d2 * wc; c2d += d2 * wd; c2e += d2 * we; c2f += d2 * wf  # noqa: E702
+        c2g += d2 * wg; c2h += d2 * wh; c2i += d2 * wi; c2j += d2 * wj  # noqa: E702
+        c2k += d2 * wk; c2l += d2 * wl; c2m += d2 * wm; c2n += d2 * wn  # noqa: E702
+        c2o += d2 * wo; c2p += d2 * wp; c2q += d2 * wq; c2r += d2 * wr  # noqa: E702
+        c2s += d2 * ws; c2t += d2 * wt; c2u += d2 * wu; c2v += d2 * wv  # noqa: E702
+        c2w += d2 * ww; c2x += d2 * wx; c2y += d2 * wy; c2z += d2 * wz  # noqa: E702
+        c2A += d2 * wA; c2B += d2 * wB; c2C += d2 * wC; c2D += d2 * wD  # noqa: E702
+        c2E += d2 * wE; c2F += d2 * wF; c2G += d2 * wG; c2H += d2 * wH  # noqa: E702
+        c2I += d2 * wI; c2J += d2 * wJ; c2K += d2 * wK; c2L += d2 * wL  # noqa: E702
+        c2M += d2 * wM; c2N += d2 * wN; c2O += d2 * wO; c2P += d2 * wP  # noqa: E702
+        c2Q += d2 * wQ; c2R += d2 * wR; c2S += d2 * wS; c2T += d2 * wT  # noqa: E702
+        c2U += d2 * wU; c2V += d2 * wV; c2W += d2 * wW; c2X += d2 * wX  # noqa: E702
+        c2Y += d2 * wY; c2Z += d2 * wZ; c2_0 += d2 * w_0; c2_1 += d2 * w_1  # noqa: E702
+    _tile_add16(C, r, k, scale, c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c0a, c0b, c0c, c0d, c0e, c0f)
+    _tile_add16(C, r, k + 16, scale, c0g, c0h, c0i, c0j, c0k, c0l, c0m, c0n, c0o, c0p, c0q, c0r, c0s, c0t, c0u, c0v)
+    _tile_add16(C, r, k + 32, scale, c0w, c0x, c0y, c0z, c0A, c0B, c0C, c0D, c0E, c0F, c0G, c0H, c0I, c0J, c0K, c0L)
+    _tile_add16(C, r, k + 48, scale, c0M, c0N, c0O, c0P, c0Q, c0R, c0S, c0T, c0U, c0V, c0W, c0X, c0Y, c0Z, c0_0, c0_1)
+    _tile_add16(C, r + 1, k, scale, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c1a, c1b, c1c, c1d, c1e, c1f)
+    _tile_add16(C, r + 1, k + 16, scale, c1g, c1h, c1i, c1j, c1k, c1l, c1m, c1n, c1o, c1p, c1q, c1r, c1s, c1t, c1u, c1v)
+    _tile_add16(C, r + 1, k + 32, scale, c1w, c1x, c1y, c1z, c1A, c1B, c1C, c1D, c1E, c1F, c1G, c1H, c1I, c1J, c1K, c1L)
+    _tile_add16(C, r + 1, k + 48, scale, c1M, c1N, c1O, c1P, c1Q, c1R, c1S, c1T, c1U, c1V, c1W, c1X, c1Y, c1Z, c1_0, c1_1)
+    _tile_add16(C, r + 2, k, scale, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c2a, c2b, c2c, c2d, c2e, c2f)
+    _tile_add16(C, r + 2, k + 16, scale, c2g, c2h, c2i, c2j, c2k, c2l, c2m, c2n, c2o, c2p, c2q, c2r, c2s, c2t, c2u, c2v)
+    _tile_add16(C, r + 2, k + 32, scale, c2w, c2x, c2y, c2z, c2A, c2B, c2C, c2D, c2E, c2F, c2G, c2H, c2I, c2J, c2K, c2L)
+    _tile_add16(C, r + 2, k + 48, scale, c2M, c2N, c2O, c2P, c2Q, c2R, c2S, c2T, c2U, c2V, c2W, c2X, c2Y, c2Z, c2_0, c2_1)
 
 
 @intrinsic
@@ -823,7 +937,7 @@ def _backprop_linear(W, delta, out, scratch, threads):
 
 @njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
-    """_backprop_linear as register tiles of 3 samples x a panel of inputs (16 float64, 32 float32), on n_slices slices of the inputs.
+    """_backprop_linear as register tiles of 3 samples x a panel of inputs (PANEL_BYTES of values), on n_slices slices of the inputs.
 
     delta is packed once (_pack_triples_T) into the front of ``scratch``;
     each slice packs its own panels of W behind it.  The last B % 3 samples
@@ -1163,7 +1277,7 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
 
 @njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
 def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
-    """_outer_sum as register tiles of 3 units x a panel of inputs (16 float64, 32 float32), on n_slices slices of the inputs.
+    """_outer_sum as register tiles of 3 units x a panel of inputs (PANEL_BYTES of values), on n_slices slices of the inputs.
 
     delta is packed once (_pack_triples) into the front of ``scratch``; each
     slice packs its own panels of a_prev behind it.  The last n_out % 3 units

@@ -86,7 +86,7 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
 @pytest.mark.parametrize("n_slices", [1, 2, 3])
 @pytest.mark.parametrize("B,n_in,n_out", [(3, 32, 3), (4, 33, 4), (32, 784, 10), (31, 50, 17), (65, 160, 130), (130, 70, 300)])
 def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices, dtype):
-    """The 3 x 16 (float64) and 3 x 32 (float32) register tiles (K._tile) of W^T delta and dC/dW, on 1-3 slices.
+    """The register tiles (K._tile: 3 x 16 float64 and 3 x 32 float32, twice as wide on AVX-512) of W^T delta and dC/dW, on 1-3 slices.
 
     The shapes leave every remainder (B % 3 samples, n_out % 3 units, inputs
     past the last whole panel) and span more than one J_BLOCK of units and
@@ -113,7 +113,7 @@ def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices, dt
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="checks x86 vector instructions")
 def test_register_tile_is_vectorised(tmp_path):
-    """LLVM's SLP pass packs the tiles' sums into vectors (K._tile16 and _tile32 are compiled with it on, _jit._SLPCompiler).
+    """LLVM's SLP pass packs the tiles' sums into vectors (the tiles are compiled with it on, _jit._SLPCompiler).
 
     In a fresh process with an empty cache, so the tile is compiled there and
     its assembly can be read.
@@ -121,7 +121,10 @@ def test_register_tile_is_vectorised(tmp_path):
     code = (
         "import re, numpy as np\n"
         "from backprop_numba import _kernels as K\n"
-        "for tile, w, dt, p in ((K._tile16, 16, np.float64, 'd'), (K._tile32, 32, np.float32, 's')):\n"
+        "tiles = {16: K._tile16, 32: K._tile32, 64: K._tile64}\n"
+        "for dt, p in ((np.float64, 'd'), (np.float32, 's')):\n"
+        "    w = K.PANEL_BYTES // np.dtype(dt).itemsize\n"
+        "    tile = tiles[w]\n"
         "    C = np.zeros((3, w), dt)\n"
         "    tile(np.ones(30, dt), 0, 10, np.ones(10 * w, dt), C, 0, 0, dt(1))\n"
         "    assert (C == 10).all()\n"
