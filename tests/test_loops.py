@@ -111,6 +111,27 @@ def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices, dt
         np.testing.assert_array_equal(o_disp, o_tile)
 
 
+@pytest.mark.skipif(not K.WIDE, reason="needs an AVX-512 host: the 256-bit panels run anywhere, the 512-bit ones only there")
+def test_register_tiles_at_the_other_panel_width(tmp_path):
+    """The tiles of AVX2 hosts (128-byte panels: _tile16 for float64, _tile32 for float32) on this AVX-512 host.
+
+    K.PANEL_BYTES follows the CPU features numba compiles for; with AVX-512
+    masked out (NUMBA_CPU_FEATURES, a fresh cache) a new process takes the
+    other width, and the equivalence test above runs there too.
+    """
+    from numba.core.codegen import get_host_cpu_features
+    features = ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in get_host_cpu_features().split(","))
+    env = dict(os.environ, NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path))
+    check = subprocess.run([sys.executable, "-c", "from backprop_numba import _kernels as K; print(K.WIDE, K.PANEL_BYTES)"],
+                           env=env, capture_output=True, text=True, check=True)
+    assert check.stdout.split() == ["False", "128"]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                          "-k", "register_tiles_equal_their_reference_forms or register_tile_is_vectorised"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-500:]
+
+
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="checks x86 vector instructions")
 def test_register_tile_is_vectorised(tmp_path):
     """LLVM's SLP pass packs the tiles' sums into vectors (the tiles are compiled with it on, _jit._SLPCompiler).
