@@ -557,7 +557,14 @@ TILE_PANEL_VALUES = MAX_PANEL * max(J_BLOCK, S_BLOCK)  # scratch for one slice's
 # B = 256 the dot-product forms were as fast or faster overall, and with 10
 # units the tiles lost everywhere (W^T delta 512->10 float32 at B = 32: 19.4
 # -> 7.7): 10 steps per tile do not pay for loading and storing its sums.
-TILE_MAX_BATCH = 256
+# With 512-bit vectors (WIDE) the tiles also win at B = 256, where the dot
+# forms read W or a[l-1] from L2 for every 3 samples (best of 3 interleaved
+# runs, one thread, GFLOP/s, dot -> tiles, Emerald Rapids, 2026-12-01):
+# float64 W^T delta 784->512 32 -> 47, 784->128 33 -> 44; dC/dW 784->512 33
+# -> 48, 128->64 24 -> 48, 512->512 54 -> 47 (noise: ~20% run to run);
+# float32 W^T delta 512->512 77 -> 104, 128->64 47 -> 66; dC/dW 784->128 53
+# -> 86, 128->64 40 -> 70.  So they take every batch there.
+TILE_MAX_BATCH = 1 << 62 if WIDE else 256
 TILE_MIN_UNITS = 32
 
 
