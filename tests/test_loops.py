@@ -147,8 +147,10 @@ def test_register_tile_is_vectorised(tmp_path):
         "    w = K.PANEL_BYTES // np.dtype(dt).itemsize\n"
         "    tile = tiles[w]\n"
         "    C = np.zeros((3, w), dt)\n"
-        "    tile(np.ones(30, dt), 0, 10, np.ones(10 * w, dt), C, 0, 0, dt(1))\n"
-        "    assert (C == 10).all()\n"
+        "    C[:] = np.nan\n"
+        "    tile(np.ones(30, dt), 0, 10, np.ones(10 * w, dt), C, 0, 0, dt(1), False)\n"  # writes: C's NaNs unread
+        "    tile(np.ones(30, dt), 0, 10, np.ones(10 * w, dt), C, 0, 0, dt(1), True)\n"  # adds
+        "    assert (C == 20).all()\n"
         "    asm = ''.join(tile.inspect_asm().values())\n"
         "    print(len(re.findall(r'vfmadd\\w*p' + p, asm)), len(re.findall(r'vfmadd\\w*s' + p, asm)))\n"
     )
