@@ -46,7 +46,8 @@ from numba.np.arrayobj import make_array, populate_array
 from . import _threads  # noqa: F401 - loads libtbb before numba picks a threading layer
 from .activations import SOFTMAX, _activate, _backprop_activation, _g, _g_prime
 from .losses import _count_correct, _loss_sum, _output_delta
-from .optimizers import WEIGHT_DECAY, _step, _step_factors, _step_one, _step_outer, _step_range
+from .optimizers import (WEIGHT_DECAY, _state_bound, _step, _step_bound, _step_factors, _step_one, _step_outer,
+                         _step_range)
 
 from ._jit import FASTMATH, OPTS, TILE_OPTS  # noqa: F401 - FASTMATH: tests compile reference loops with it
 
@@ -122,6 +123,9 @@ NOT_LAGGED, LAGGED = ZERO, ONE_THREAD  # _forward's `lagged` (an int64: a bool c
 
 # Status codes returned by the training kernel.
 OK, NONFINITE_LOSS, NONFINITE_GRADIENT = 0, 1, 2
+# _train_batches(prove=True) stopped before a batch whose step it could not prove finite (3 is
+# training.NONFINITE_PARAMETERS)
+NOT_PROVEN = 4
 
 
 # --------------------------------------------------------------------------
@@ -463,7 +467,7 @@ def _backprop_dropout(code, a, grad_a, delta, rate, seed, row0, l):
                 delta[s, j] = 0.0 * grad_a[s, j]
 
 
-# Inlined into its callers (numba IR), as are _load_inputs, _gradient_is_finite, losses._output_delta
+# Inlined into its callers (numba IR), as are _load_inputs, _gradient_bound, losses._output_delta
 # and losses._count_correct: called once a step, each call passed every array as ~7 scalars;
 # inlining the four took [4,3,2,1] B = 1 from 0.56 to 0.46 us/sample (thread CPU time, load 5.4).
 # Not losses._loss_sum: inlined, it would take the caller's "reassoc", which its sums must not have.
@@ -1553,7 +1557,7 @@ def _load_weights(SW, rows, start, B, w_buf):
 # pass per layer in which row j of W[l] first gives its share of W[l]^T
 # delta[l] (old weights) and then takes its optimizer step.  No gradient
 # buffer is written, so the finiteness of the gradient must be known before
-# the first row is updated: a bound proves it (_gradient_is_finite), and
+# the first row is updated: a bound proves it (_gradient_bound), and
 # where it cannot (huge values, inf or NaN anywhere) the step runs the
 # blocked path, with its exact check, so statuses and skips are the same.
 # Measured on [784,512,512,10] at B = 1 (float64): see README "Speed".
@@ -1588,9 +1592,18 @@ def _abs_sum_weights(theta, arch, w_abs):
         w_abs[l] = _abs_sum(theta, np.uint64(arch[WOFF, l]), np.uint64(arch[N, l] * arch[N, l - 1]))
 
 
+@njit(**OPTS)
+def _abs_sum_biases(theta, arch):
+    """sum |b[l]| over every layer."""
+    total = 0.0
+    for l in range(1, arch.shape[1]):
+        total += _abs_sum(theta, np.uint64(arch[BOFF, l]), np.uint64(arch[N, l]))
+    return total
+
+
 @njit(inline="always", **OPTS)  # see _load_inputs
-def _gradient_is_finite(arch, a_buf, d_buf, B, scale, weight_decay, w_abs, big):
-    """True when a bound proves every gradient and delta of the step finite (else: not known).
+def _gradient_bound(arch, a_buf, d_buf, B, scale, weight_decay, w_abs, big):
+    """G >= |every gradient| of the step, below big when a bound proves every gradient and delta finite (else inf).
 
     With A[l] = sum |a[l]| and D[l] = sum |delta[l]| over the batch, and
     S[l] = sum |W[l]|: |dC/dW[l]_jk| <= scale D[l] max(A[l-1], 1) + wd S[l]
@@ -1601,13 +1614,25 @@ def _gradient_is_finite(arch, a_buf, d_buf, B, scale, weight_decay, w_abs, big):
     anywhere makes a bound fail.
     """
     L = arch.shape[1] - 1
+    G = 0.0
     D = _abs_sum(d_buf, np.uint64(B * arch[UOFF, L]), np.uint64(B * arch[N, L]))
     for l in range(L, 0, -1):
         A = _abs_sum(a_buf, np.uint64(B * arch[UOFF, l - 1]), np.uint64(B * arch[N, l - 1]))
-        if not scale * D * max(A, 1.0) + weight_decay * w_abs[l] < big:  # "not <" also catches NaN
-            return False
+        g = scale * D * max(A, 1.0) + weight_decay * w_abs[l]
+        if not g < big:  # "not <" also catches NaN
+            return np.inf
+        G = max(G, g)
         D = D * w_abs[l]
-    return True
+    return G
+
+
+@njit(inline="always", **OPTS)
+def _theta_bound(arch, w_abs, b_abs):
+    """T >= |every parameter|: the largest of S[l] = sum |W[l]| (w_abs, kept by the fused pass) and b_abs."""
+    T = b_abs
+    for l in range(1, arch.shape[1]):
+        T = max(T, w_abs[l])
+    return T
 
 
 @njit(inline="always", **OPTS)
@@ -1747,7 +1772,8 @@ def _backward_update(theta, arch, a_buf, z_buf, d_buf, B, scale, opt, hyper, c1,
 
 @njit(**LEAF)
 def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, batch_size, opt, lr, hyper, state,
-                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc, w_abs, rates, drop_seed, threads):
+                   t, skip_nonfinite, a_buf, z_buf, d_buf, y_buf, w_buf, grad, acc, w_abs, rates, drop_seed, prove,
+                   threads):
     """Mini-batches first <= i < last of an epoch, entirely in compiled code.
 
     Batch i holds the rows perm[i * batch_size : (i + 1) * batch_size] (the
@@ -1772,6 +1798,14 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     its scratch); larger ones the blocked kernels, whose matrix loops share
     ``threads`` threads where that pays (_dense).
 
+    With ``prove`` every step must also be proven not to make theta or the
+    optimizer state non-finite (a finite gradient can still overflow them: a
+    huge learning rate), so that the caller needs no copy of theta to return
+    to: each batch must take the fused step, and a bound (_theta_bound +
+    optimizers._step_bound, from _gradient_bound's G) must stay below big;
+    the call stops with NOT_PROVEN before the first batch where either fails
+    (training.Workspace._guarded then takes the rest with its copy).
+
     Returns (batches done, samples used, optimizer steps taken, batches
     skipped, status); t counts the optimizer steps taken before this call.
     """
@@ -1787,6 +1821,10 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     w_abs[0] = -1.0
     big = (3.4e38 if theta.itemsize == 4 else 1.7e308) / 4.0  # a quarter of the dtype's largest value
     dropping = _dropping(rates, drop_seed)
+    # prove: V >= the optimizer's first moment, b_abs >= |every bias|, both carried from step to step
+    V = _state_bound(opt, state, t) if prove else 0.0
+    b_abs = _abs_sum_biases(theta, arch) if prove else 0.0
+    U = V_next = 0.0
     # the fused step at B = 1 may compute the next batch's W[1] x (_backward_update's lag): then `ready`
     lag_layer = arch[N, 1] * arch[N, 0] > TINY_LAYER
     ready = False
@@ -1819,7 +1857,18 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
                 if w_abs[0] < 0.0:
                     _abs_sum_weights(theta, arch, w_abs)
                     w_abs[0] = 0.0
-                fused = _gradient_is_finite(arch, a_buf, d_buf, B, 1.0 / w_total, hyper[WEIGHT_DECAY], w_abs, big)
+                G = _gradient_bound(arch, a_buf, d_buf, B, 1.0 / w_total, hyper[WEIGHT_DECAY], w_abs, big)
+                fused = G < big
+                if fused and prove:
+                    # theta and the state stay finite in this step: |theta| <= T, and each element moves by
+                    # at most U (optimizers._step_bound)
+                    c1, c2 = _step_factors(opt, lr, hyper, t + steps + 1)
+                    U, V_next = _step_bound(opt, hyper, c1, G, V)
+                    fused = _theta_bound(arch, w_abs, b_abs) + U < big and V_next < big
+            if prove and not fused:
+                status = NOT_PROVEN
+                i -= 1  # not done: the caller takes it with a copy of theta to return to (training.py)
+                break
             if not fused:
                 _backward(theta, arch, a_buf, d_buf, B, rates, drop_seed, start, grad, threads)  # grad: scratch
                 _weight_gradients(arch, a_buf, d_buf, B, 1.0 / w_total, grad, z_buf, threads)
@@ -1834,7 +1883,10 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
             break
         correct += _count_correct(loss, a_L, y, w)
         if fused:
-            c1, c2 = _step_factors(opt, lr, hyper, t + steps + 1)
+            if prove:
+                V, b_abs = V_next, b_abs + U
+            else:
+                c1, c2 = _step_factors(opt, lr, hyper, t + steps + 1)
             ready = B == 1 and i < last and lag_layer
             if ready:
                 # the next batch's input, cast as _load_inputs casts it, into layer 0 of z_buf (never a z)

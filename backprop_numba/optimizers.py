@@ -298,6 +298,58 @@ def _step_outer(code, theta, state, hyper, c1, c2, i0, n, d, a, weight_decay):
 
 
 @njit(**_OPTS)
+def _state_bound(code, state, t):
+    """V >= max |state[0, i]| for the rules that carry a first moment (momentum, nesterov, adam), else 0.
+
+    The sum of |state[0]| (one pass, like _kernels._abs_sum: a sum catches NaN
+    and inf where a max would drop NaN); inf when a second moment (adam,
+    rmsprop) is NaN, whose square root would make theta NaN.  t = 0 means the
+    state is new_state's zeros (no step taken): 0 without a pass.
+    """
+    if t == 0 or code == SGD_CODE:
+        return 0.0
+    first = 0.0
+    for i in range(state.shape[1]):
+        first += abs(state[0, i])
+    if code == RMSPROP_CODE:  # state[0] is the second moment s
+        return 0.0 if first < np.inf else np.inf
+    if code == ADAM_CODE:
+        second = 0.0
+        for i in range(state.shape[1]):
+            second += state[1, i]
+        if not second < np.inf:  # NaN (or inf, harmless, but not worth a second test)
+            return np.inf
+    return first
+
+
+@njit(**_OPTS)
+def _step_bound(code, hyper, c1, G, V):
+    """(U, V'): a bound U on |theta_new - theta| of every element in a step of this rule, and V' on its new first moment.
+
+    For a step whose gradients are all at most G in absolute value, from a
+    state whose first moment is at most V (_state_bound).  Read off the rules
+    above: momentum |mu v + g| <= mu V + G; nesterov adds |g + mu v'| <= G +
+    mu V'; adam |m'| / (sqrt(v') / c2 + eps) <= |m'| / eps; rmsprop the same
+    with g.  The fused small-batch step (_kernels._train_batches) takes a
+    step without a copy of theta only when |theta| + U and V' are far from
+    overflow, which proves theta and the state finite after it.
+    """
+    c1 = abs(c1)
+    if code == MOMENTUM_CODE:
+        V = hyper[MU] * V + G
+        return c1 * V, V
+    if code == NESTEROV_CODE:
+        V = hyper[MU] * V + G
+        return c1 * (G + hyper[MU] * V), V
+    if code == ADAM_CODE:
+        V = hyper[BETA1] * V + (1.0 - hyper[BETA1]) * G
+        return c1 * V / hyper[EPS], V
+    if code == RMSPROP_CODE:
+        return c1 * G / hyper[RMS_EPS], 0.0
+    return c1 * G, 0.0
+
+
+@njit(**_OPTS)
 def _step(code, theta, grad, state, lr, hyper, t):
     """One step of the optimizer with this code on all of theta; t counts steps from 1."""
     c1, c2 = _step_factors(code, lr, hyper, t)

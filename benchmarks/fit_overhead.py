@@ -4,23 +4,27 @@ For [4,3,2,1] (where the step is nothing, so the figure is all overhead) and
 [784,512,512,10] (where the target is at most 10% of one step), the median
 thread time of many calls of: the compiled call alone (``kernel``),
 ``Workspace.run_epoch`` on one row (the step as fit runs it: the compiled call
-inside the overflow guard), ``fit(epochs=1)`` and ``partial_fit`` on the same
+under ``Workspace._guarded``), ``fit(epochs=1)`` and ``partial_fit`` on the same
 row; interleaved, so load changes hit every case alike.  ``python
 benchmarks/fit_overhead.py [calls] [--optimizer NAME]``; add ``--profile``
 for a cProfile of fit's calls on [4,3,2,1].
 
-Where the time goes on [784,512,512,10] (sgd, load ~3.5, thread time): the
-compiled call 0.8 ms; run_epoch 1.9 ms, the overflow guard's copy of theta
-before the call (~0.75 ms) and finiteness test after it (~0.2-0.3 ms) being
-more than half of it (the compiled step can overflow theta to inf with a
-finite gradient, so both are needed until the kernel itself refuses such a
-step); fit 0.6 ms more: its up-front finiteness test of theta (~0.2 ms, one
-read of 5.3 MB) and its Python (~70 us on the small network, ~3-5x that
-here: each call's 5 MB passes leave the caches cold for it).  With adam the
-guard also copies the two state vectors (run_epoch 5.0 ms against a 1.8 ms
-compiled call); fit skips that copy on its first step, when the state is
-still zero.  Thread times on a shared machine vary by 2x with its load:
-compare figures from one run.
+Where the time goes on [784,512,512,10] (sgd, thread time, AMD EPYC with
+AVX-512, load ~0.1, 2026-12-02, two interleaved runs each): the compiled
+call 0.25-0.32 ms; run_epoch 0.24-0.33 ms, the step alone: the kernel proves
+each ordinary step cannot overflow theta or the optimizer state
+(``_train_batches``' ``prove``), so the copy of theta before the call and
+the finiteness test after it (``Workspace._copied``, which took run_epoch to
+0.48-0.62 ms) run only from a batch it cannot prove.  fit 0.17-0.24 ms more
+(71-78% of a step; the target is 10%): its up-front finiteness test of theta
+(one read of 5.3 MB) and its Python (~30-50 us on the small network, more
+here, where each call's passes over theta leave the caches cold for it).
+The step itself holds one more pass than a step inside an epoch: the
+kernel's entry pass summing |W| for the bound.  With adam:
+run_epoch 1.85 -> 0.94 ms, fit 1.70 -> 1.38 ms, partial_fit 2.24 -> 1.22 ms
+(the bound reads both state vectors once per call; the copied path copied
+them).  Thread times on a shared machine vary by 2x with its load: compare
+figures from one run.
 """
 
 import cProfile
@@ -47,8 +51,8 @@ def cases(sizes, optimizer="sgd"):
     nets = [MLP(sizes, activation="sigmoid", output_activation="identity", loss="mse", seed=1) for _ in range(4)]
     ws, bare = (training.Workspace(net, 1, optimizer) for net in nets[:2])
     calls = {
-        # the compiled call alone, without run_epoch's overflow guard (a copy of theta and of the optimizer
-        # state before it, a finiteness test of theta after it)
+        # the compiled call alone, without run_epoch's guard (Workspace._guarded: its proven steps, or a copy
+        # of theta and of the optimizer state before the call and a finiteness test of theta after it)
         "kernel": lambda: bare._kernel(X, Y, bare.unweighted, 0, 1, 0.01, bare.step, False),
         "run_epoch": lambda: ws.run_epoch(X, Y, 0.01),
         "fit": lambda: nets[2].fit(X, Y, optimizer=optimizer, **FIT),

@@ -127,7 +127,7 @@ def test_fused_and_blocked_batch_sizes_agree_on_one_sample_batches():
 
 
 def bound_inputs(net, X, Y, B):
-    """The buffers _gradient_is_finite reads after the forward pass and delta[L] of a batch of B rows."""
+    """The buffers _gradient_bound reads after the forward pass and delta[L] of a batch of B rows."""
     a_buf, z_buf, d_buf = (np.zeros(B * sum(net.layer_sizes)) for _ in range(3))
     grad = np.empty(net._n_params)
     K._loss_and_gradients(net.theta, net._arch, net._loss_code, net._loss_param, X[:B], Y[:B], np.empty(0),
@@ -152,7 +152,8 @@ def test_gradient_bound_holds(seed):
     X = rng.standard_normal((B, sizes[0])) * 10.0 ** rng.uniform(-3, 3)
     Y = rng.standard_normal((B, sizes[-1]))
     a_buf, d_buf, w_abs, grad = bound_inputs(net, X, Y, B)
-    assert K._gradient_is_finite(net._arch, a_buf, d_buf, B, 1.0 / B, 0.0, w_abs, np.finfo(np.float64).max / 4)
+    G = K._gradient_bound(net._arch, a_buf, d_buf, B, 1.0 / B, 0.0, w_abs, np.finfo(np.float64).max / 4)
+    assert np.abs(grad).max() <= G * (1 + 1e-12)  # the bound the step proof (optimizers._step_bound) starts from
     # the largest |gradient| is within the bound of its layer
     D = np.abs(d_buf[B * net._arch[K.UOFF, net.n_layers]:]).sum()
     for l in range(net.n_layers, 0, -1):
@@ -168,17 +169,17 @@ def test_gradient_bound_refuses_inf_nan_and_huge_values():
     X, Y = problem([3, 4, 2], "mse", 2, np.float64)
     big = np.finfo(np.float64).max / 4
     a_buf, d_buf, w_abs, _ = bound_inputs(net, X, Y, 2)
-    assert K._gradient_is_finite(net._arch, a_buf, d_buf, 2, 0.5, 0.0, w_abs, big)
+    assert K._gradient_bound(net._arch, a_buf, d_buf, 2, 0.5, 0.0, w_abs, big) < big
     for where, value in [(a_buf, np.nan), (a_buf, np.inf), (a_buf, 1e308), (d_buf, np.nan), (w_abs, np.inf)]:
         saved = where.copy()
         index = 1 if where is w_abs else 0  # a[0] (an input) or, in d_buf, delta[L]'s first entry below
         if where is d_buf:
             index = 2 * net._arch[K.UOFF, net.n_layers]
         where[index] = value
-        assert not K._gradient_is_finite(net._arch, a_buf, d_buf, 2, 0.5, 0.0, w_abs, big)
+        assert K._gradient_bound(net._arch, a_buf, d_buf, 2, 0.5, 0.0, w_abs, big) == np.inf
         where[...] = saved
     # weight decay enters the bound through sum |W|
-    assert not K._gradient_is_finite(net._arch, a_buf, d_buf, 2, 0.5, 1e308, w_abs, big)
+    assert K._gradient_bound(net._arch, a_buf, d_buf, 2, 0.5, 1e308, w_abs, big) == np.inf
 
 
 def test_huge_but_finite_gradient_takes_the_blocked_path_with_the_same_result():
@@ -210,3 +211,99 @@ def test_overflowing_gradient_at_batch_size_one(skip):
     else:
         assert (result.status, result.steps) == (K.NONFINITE_GRADIENT, 0)
         np.testing.assert_array_equal(net.theta, before)
+
+
+# --------------------------------------------------------------------------
+# Steps without a copy of theta (_train_batches' prove, Workspace._guarded)
+# --------------------------------------------------------------------------
+
+OPTIMIZERS = [optimizers.SGD(), optimizers.Momentum(momentum=0.8, weight_decay=0.01), optimizers.Nesterov(),
+              optimizers.Adam(beta1=0.5, weight_decay=0.001), optimizers.RMSprop(eps=1e-3)]
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: o.name)
+def test_step_bound_holds_for_every_rule(optimizer, seed):
+    """Every element moves by at most U, and the first moment ends at most V' (optimizers._step_bound), for
+    gradients |g| <= G and a state whose first moment is at most V (optimizers._state_bound), t = 1..3."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    theta = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3)
+    state = optimizer.new_state(n, np.float64)
+    if state.shape[0]:
+        state[0] = rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 3)
+        if optimizer.code in (optimizers.ADAM_CODE, optimizers.RMSPROP_CODE):
+            state[-1] = np.abs(state[-1]) * 10.0 ** rng.uniform(-20, 0)  # second moments >= 0, some tiny
+    state[:, :5] = 0.0  # zero second moments: the division by eps alone
+    hyper = optimizer.hyper_array()
+    for t in (1, 2, 3):
+        G = 10.0 ** rng.uniform(-3, 3)
+        grad = rng.uniform(-G, G, n)
+        grad[0] = G
+        V = optimizers._state_bound(optimizer.code, state, t)
+        c1, c2 = optimizers._step_factors(optimizer.code, 0.1, hyper, t)
+        U, V_next = optimizers._step_bound(optimizer.code, hyper, c1, G, V)
+        before = theta.copy()
+        optimizers._step_range(optimizer.code, theta, grad, state, hyper, c1, c2, np.uint64(0), np.uint64(n))
+        # (the rounding of theta - update to theta's precision on top)
+        assert (np.abs(theta - before) <= U * (1 + 1e-12) + 2 * np.spacing(np.abs(before))).all()
+        if optimizer.code in (optimizers.MOMENTUM_CODE, optimizers.NESTEROV_CODE, optimizers.ADAM_CODE):
+            assert np.abs(state[0]).max() <= V_next * (1 + 1e-12)
+
+
+def test_state_bound_refuses_nan_moments_and_skips_a_fresh_state():
+    state = np.zeros((2, 4))
+    assert optimizers._state_bound(optimizers.ADAM_CODE, state, 0) == 0.0
+    state[0] = [1.0, -2.0, 0.5, 0.0]
+    assert optimizers._state_bound(optimizers.ADAM_CODE, state, 3) == 3.5
+    state[1, 2] = np.nan  # sqrt(NaN) would make theta NaN
+    assert optimizers._state_bound(optimizers.ADAM_CODE, state, 3) == np.inf
+    assert optimizers._state_bound(optimizers.RMSPROP_CODE, state[1:], 3) == np.inf
+    assert np.isnan(optimizers._state_bound(optimizers.MOMENTUM_CODE, np.full((1, 2), np.nan), 3))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch_size", [1, K.FUSED_MAX_BATCH])
+@pytest.mark.parametrize("net_case", [0, 1, 6, 7])
+def test_proven_steps_equal_the_copied_path(net_case, batch_size, dtype):
+    """An epoch whose steps the kernel proves (no copy of theta) is bit-identical to the same epoch
+    through the copy-and-check path (Workspace._copied), for every optimizer: theta, state, sums."""
+    sizes, hidden, output, loss = NETS[net_case]
+    n = 3 * K.FUSED_MAX_BATCH + 1
+    X, Y = problem(sizes, loss, n, dtype, seed=net_case)
+    for optimizer in OPTIMIZERS:
+        nets = [MLP(sizes, activation=hidden, output_activation=output, loss=loss, dtype=dtype, seed=6)
+                for _ in range(2)]
+        proven, copied = Workspace(nets[0], batch_size, optimizer), Workspace(nets[1], batch_size, optimizer)
+        copied._guarded = copied._copied
+        for epoch in range(2):  # the second starts from a state that is no longer zero
+            a = proven.run_epoch(X, Y, 0.05, shuffle_seed=epoch)
+            b = copied.run_epoch(X, Y, 0.05, shuffle_seed=epoch)
+            assert (a.batches, a.steps, a.status, a.loss_sum, a.correct) == \
+                (b.batches, b.steps, b.status, b.loss_sum, b.correct)
+        np.testing.assert_array_equal(nets[0].theta, nets[1].theta, err_msg=optimizer.name)
+        np.testing.assert_array_equal(proven.state, copied.state, err_msg=optimizer.name)
+        assert proven.step == copied.step == 2 * -(-n // batch_size)
+
+
+def test_kernel_proves_ordinary_steps_and_stops_before_an_unprovable_one():
+    """Ordinary batches are all proven (the call needs no copy); a batch whose step could overflow theta
+    stops the proven call (NOT_PROVEN) before it, and the copied path takes it: the epoch then equals one
+    through the copied path alone, the overflowing step undone and skipped."""
+    sizes = [1, 1]
+    X = np.full((6, 1), 1e-4, np.float32)
+    Y = np.float32(0.5) * X  # the net's own output: a zero gradient, a step that changes nothing
+    X[3], Y[3] = 1e18, 0.0  # loss and gradient (~1e36) finite in float32, the SGD step at lr = 1e3 overflows theta
+    nets = [MLP.from_weights([np.array([[0.5]], np.float32)], [np.zeros(1, np.float32)],
+                             output_activation="identity", loss="mse") for _ in range(3)]
+    ws = Workspace(nets[0], 1, "sgd")
+    ws.perm = np.arange(6, dtype=np.int64)  # the row order, which the bare kernel call below reads unchecked
+    done, seen, steps, skipped, status = ws._kernel(X, Y, ws.unweighted, 0, 6, 1e3, 0, True, prove=True)
+    assert (done, steps, status) == (3, 3, K.NOT_PROVEN)
+    assert np.isfinite(nets[0].theta).all()
+    proven, copied = Workspace(nets[1], 1, "sgd"), Workspace(nets[2], 1, "sgd")
+    copied._guarded = copied._copied
+    a = proven.run_epoch(X, Y, 1e3, skip_nonfinite=True)
+    b = copied.run_epoch(X, Y, 1e3, skip_nonfinite=True)
+    assert (a.steps, a.skipped, a.status) == (b.steps, b.skipped, b.status) == (5, 1, K.OK)
+    np.testing.assert_array_equal(nets[1].theta, nets[2].theta)
