@@ -1511,8 +1511,25 @@ def _step_slices(opt, theta, grad, state, hyper, c1, c2, threads):
 
 @njit(**OPTS)
 def _all_finite(x):
-    for i in range(x.shape[0]):
-        if not np.isfinite(x[i]):
+    """Whether every x[i] is finite: all(isfinite(x[i]) for i in range(n)), 1024 elements at a time.
+
+    The one-loop form (return False at the first non-finite x[i]) is not
+    vectorized, its exit being per element: 193 us over the 669,706 float64
+    of [784,512,512,10]'s gradient, against 57 us for the blocks below (one
+    vector compare a block, the exit per block) and 86 us for NumPy's
+    isfinite(x).all() (AMD EPYC with AVX-512, one thread, 2026-12-02).
+    "abs(x) < inf" is False for NaN and for +-inf.
+    """
+    n = x.shape[0]
+    m = n - n % 1024
+    for i0 in range(0, m, 1024):
+        ok = True
+        for k in range(1024):
+            ok &= abs(x[i0 + k]) < np.inf
+        if not ok:
+            return False
+    for i in range(m, n):
+        if not abs(x[i]) < np.inf:
             return False
     return True
 

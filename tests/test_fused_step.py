@@ -307,3 +307,20 @@ def test_kernel_proves_ordinary_steps_and_stops_before_an_unprovable_one():
     b = copied.run_epoch(X, Y, 1e3, skip_nonfinite=True)
     assert (a.steps, a.skipped, a.status) == (b.steps, b.skipped, b.status) == (5, 1, K.OK)
     np.testing.assert_array_equal(nets[1].theta, nets[2].theta)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [0, 1, 1023, 1024, 1025, 3 * 1024 + 7])
+def test_all_finite_blocks_agree_with_numpy(n, dtype):
+    """_kernels._all_finite (the blocked path's gradient test, 1024 elements a block) against NumPy: the largest
+    finite values pass; one NaN, +inf or -inf anywhere (first, a block's edges, the tail) fails."""
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    if n:
+        x[-1] = np.finfo(dtype).max
+        x[0] = -np.finfo(dtype).max
+    assert K._all_finite(x)
+    for i in sorted({0, 1023, 1024, n - 1} & set(range(n))):
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[i] = bad
+            assert K._all_finite(y) == bool(np.isfinite(y).all()) == False  # noqa: E712
