@@ -30,8 +30,8 @@ from . import _kernels as K
 from . import checkpoint as ckpt
 from . import losses, optimizers, schedules
 from ._threads import call_kernel
-from ._validation import (all_finite, check_float, check_inputs, check_output_path, check_params,
-                          check_sample_weight, check_targets, check_theta)
+from ._validation import (check_float, check_inputs, check_output_path, check_params,
+                          check_sample_weight, check_targets, check_theta, theta_is_finite)
 
 # A training loss this many times the first epoch's (still finite) gets a
 # RuntimeWarning: the run is diverging slowly, on its way to a DivergenceError.
@@ -401,7 +401,7 @@ class Workspace:
             np.copyto(state0, self.state)
         np.copyto(acc0, self.acc)
         result = self._kernel(X, Y, SW, first, last, lr, self.step, skip)
-        if all_finite(theta):
+        if theta_is_finite(theta):
             self.step += result[2]
             return result
         theta[...], self.acc[...] = theta0, acc0
@@ -413,7 +413,7 @@ class Workspace:
         for i in range(first, last):
             theta0[...], state0[...], acc0[...] = theta, self.state, self.acc
             _, b_seen, b_steps, b_skipped, status = self._kernel(X, Y, SW, i, i + 1, lr, self.step, False)
-            if status == K.OK and not all_finite(theta):
+            if status == K.OK and not theta_is_finite(theta):
                 theta[...], self.state[...], self.acc[...] = theta0, state0, acc0
                 status = NONFINITE_PARAMETERS
             if status != K.OK:
