@@ -6,8 +6,10 @@ loop's FLOP/s against a matrix multiply of the same shape) and for reading
 the algorithm one equation at a time.  Each runs on numba's threads where the
 work pays, like the epoch (``numba.set_num_threads(1)`` keeps it on one).
 Every array is 2-D, C-contiguous and of one float dtype (float32 or
-float64); outputs are written in place when given (no allocation: what a
-benchmark wants) and allocated otherwise.
+float64); outputs, and the working space of ``dense_transpose`` and
+``outer_sum`` (``scratch``, of ``scratch_size(B, n_in, n_out)`` values), are
+written in place when given (no allocation: what a benchmark wants) and
+allocated otherwise.
 
 =====================  ===================================================  ==================
 function               computes                                             equation
@@ -26,7 +28,7 @@ import numpy as np
 from . import _kernels as K
 from ._threads import call_kernel, kernel_threads
 
-__all__ = ["dense", "dense_transpose", "outer_sum"]
+__all__ = ["dense", "dense_transpose", "outer_sum", "scratch_size"]
 
 
 def _matrix(name, x, dtype=None):
@@ -73,16 +75,49 @@ def _tile_scratch(n_lead, n_other):
     return int(K._tile_scratch_need(n_lead, n_other, kernel_threads() * K.SLICES_PER_THREAD))
 
 
-def dense_transpose(W, D, OUT=None):
-    """OUT = D W, i.e. OUT[s] = W^T D[s]: the delta recursion's product, for every sample of D."""
+def _transpose_need(B, n_in, n_out):
+    # the packed operands of the register tiles (K._tile), and W^T, which the dot-product form takes from
+    # K.TRANSPOSE_MIN_BATCH samples on
+    return max(_tile_scratch(B, n_out), n_in * n_out)
+
+
+def _outer_need(B, n_in, n_out):
+    return max(B * (n_out + n_in), _tile_scratch(n_out, B))
+
+
+def scratch_size(B, n_in, n_out):
+    """Values of ``scratch`` that dense_transpose and outer_sum need for B samples of a layer n_in -> n_out.
+
+    For numba's thread count at the call (``numba.set_num_threads``): more
+    threads may need more.  Passing scratch of this size (1-D, the arrays'
+    dtype) saves each call an allocation of up to n_in * n_out values: 2 MB
+    of float64 on 512 -> 512, whose page faults a benchmark would time.
+    """
+    return max(_transpose_need(B, n_in, n_out), _outer_need(B, n_in, n_out))
+
+
+def _scratch(scratch, need, dtype):
+    if scratch is None:
+        return np.empty(need, dtype=dtype)
+    if not (isinstance(scratch, np.ndarray) and scratch.ndim == 1 and scratch.dtype == dtype
+            and scratch.flags.c_contiguous and scratch.flags.writeable and scratch.shape[0] >= need):
+        raise ValueError(f"scratch must be a writeable contiguous 1-D {np.dtype(dtype).name} array of at least {need} "
+                         "values (loops.scratch_size).")
+    return scratch
+
+
+def dense_transpose(W, D, OUT=None, scratch=None):
+    """OUT = D W, i.e. OUT[s] = W^T D[s]: the delta recursion's product, for every sample of D.
+
+    ``scratch`` (optional: 1-D, of the dtype, at least scratch_size(B, n_in,
+    n_out) values) is the working space; allocated when None.
+    """
     W = _matrix("W", W)
     n_out, n_in = W.shape
     D = _matrix("D", D, W.dtype)
     _shape("D", D, (D.shape[0], n_out))
     OUT = _output("OUT", OUT, (D.shape[0], n_in), W.dtype)
-    # scratch for the packed operands of the register tiles (K._tile), and for
-    # W^T, which the dot-product form takes from K.TRANSPOSE_MIN_BATCH samples on
-    scratch = np.empty(max(_tile_scratch(D.shape[0], n_out), W.size), dtype=W.dtype)
+    scratch = _scratch(scratch, _transpose_need(D.shape[0], n_in, n_out), W.dtype)
     call_kernel(K._backprop_linear, W, D, OUT, scratch)
     return OUT
 
@@ -90,20 +125,15 @@ def dense_transpose(W, D, OUT=None):
 def outer_sum(D, A, dW=None, scale=1.0, scratch=None):
     """dW = scale * D^T A: the weight gradient summed over the samples (rows) of D and A.
 
-    ``scratch`` (optional, 1-D, at least B * (n_in + n_out) values of the
-    dtype, and what the register tiles need on top for small B) is the
-    working space of the packed operands; allocated when None.
+    ``scratch`` (optional: 1-D, of the dtype, at least scratch_size(B, n_in,
+    n_out) values) is the working space of the packed operands; allocated
+    when None.
     """
     D = _matrix("D", D)
     A = _matrix("A", A, D.dtype)
     B, n_out = D.shape
     _shape("A", A, (B, A.shape[1]))
     dW = _output("dW", dW, (n_out, A.shape[1]), D.dtype)
-    need = max(B * (n_out + A.shape[1]), _tile_scratch(n_out, B))
-    if scratch is None:
-        scratch = np.empty(need, dtype=D.dtype)
-    elif not (isinstance(scratch, np.ndarray) and scratch.ndim == 1 and scratch.dtype == D.dtype
-              and scratch.flags.c_contiguous and scratch.flags.writeable and scratch.shape[0] >= need):
-        raise ValueError(f"scratch must be a writeable contiguous 1-D {D.dtype} array of at least {need} values.")
+    scratch = _scratch(scratch, _outer_need(B, A.shape[1], n_out), D.dtype)
     call_kernel(K._outer_sum, D, A, float(scale), dW, scratch)
     return dW

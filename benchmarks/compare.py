@@ -600,13 +600,16 @@ def loops_table(cfg, threads_default):
             OUT = np.empty((B, n_in), dtype=dtype)
             dW = np.empty((n_out, n_in), dtype=dtype)
             Zr, OUTr, dWr = np.empty_like(Z), np.empty_like(OUT), np.empty_like(dW)
+            # the loops' working space, allocated once as NumPy's outputs are (older versions: per call)
+            S = np.empty(LOOPS.scratch_size(B, n_in, n_out), dtype) if hasattr(LOOPS, "scratch_size") else None
+            extra = {} if S is None else {"scratch": S}
             flops = 2.0 * B * n_out * n_in
             cases = [
                 ("z = W a + b (dense)", lambda: LOOPS.dense(W, b, A, Z), lambda: np.matmul(A, W.T, out=Zr),
                  lambda: (Z, A @ W.T + b)),
-                ("W^T delta (dense_transpose)", lambda: LOOPS.dense_transpose(W, D, OUT),
+                ("W^T delta (dense_transpose)", lambda: LOOPS.dense_transpose(W, D, OUT, **extra),
                  lambda: np.matmul(D, W, out=OUTr), lambda: (OUT, D @ W)),
-                ("dC/dW = delta a^T (outer_sum)", lambda: LOOPS.outer_sum(D, A, dW, 1.0),
+                ("dC/dW = delta a^T (outer_sum)", lambda: LOOPS.outer_sum(D, A, dW, 1.0, **extra),
                  lambda: np.matmul(D.T, A, out=dWr), lambda: (dW, D.T @ A)),
             ]
             for loop, ours, ref, check in cases:

@@ -185,6 +185,21 @@ def test_public_loops(dtype):
     assert loops.dense(W, b, A, Z) is Z
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B", [1, 33, K.TRANSPOSE_MIN_BATCH + 1])
+def test_public_loops_with_their_scratch(B, dtype):
+    """scratch_size values of scratch (NaN-filled: only working space, never read before written) give the same
+    numbers as the loops' own allocation, at batches that take the row updates, the register tiles and W^T."""
+    W, b, A, D = _data(B, 70, 65, dtype, seed=4)
+    S = np.full(loops.scratch_size(B, 70, 65), np.nan, dtype)
+    OUT, dW = np.empty((B, 70), dtype), np.empty((65, 70), dtype)
+    assert loops.dense_transpose(W, D, OUT, scratch=S) is OUT
+    np.testing.assert_array_equal(OUT, loops.dense_transpose(W, D))
+    S[:] = np.nan
+    assert loops.outer_sum(D, A, dW, 0.5, scratch=S) is dW
+    np.testing.assert_array_equal(dW, loops.outer_sum(D, A, scale=0.5))
+
+
 @pytest.mark.parametrize("call, error, match", [
     (lambda: loops.dense(np.ones((3, 2)), np.ones(3), np.ones((4, 5))), ValueError, r"A must have shape \(4, 2\)"),
     (lambda: loops.dense(np.ones((3, 2)), np.ones(2), np.ones((4, 2))), ValueError, r"b must be a \(3,\) array"),
@@ -195,6 +210,10 @@ def test_public_loops(dtype):
     (lambda: loops.outer_sum(np.ones((4, 3)), np.ones((4, 2))[:, ::-1]), ValueError, r"A must be C-contiguous"),
     (lambda: loops.outer_sum(np.ones((4, 3)), np.ones((4, 2)), scratch=np.ones(3)), ValueError,
      r"scratch must be"),
+    (lambda: loops.dense_transpose(np.ones((3, 2)), np.ones((4, 3)), scratch=np.ones(5)), ValueError,
+     r"scratch must be .* at least \d+ values \(loops.scratch_size\)"),
+    (lambda: loops.dense_transpose(np.ones((3, 2)), np.ones((4, 3)), scratch=np.ones(6, np.float32)), ValueError,
+     r"scratch must be a writeable contiguous 1-D float64"),
     (lambda: loops.dense([[1.0]], np.ones(1), np.ones((1, 1))), ValueError, r"W must be a 2-D NumPy array"),
 ])
 def test_public_loops_refuse_bad_arrays(call, error, match):
