@@ -1618,6 +1618,19 @@ def _abs_sum_biases(theta, arch):
     return total
 
 
+@njit(**OPTS)
+def _theta_abs_sums(theta, arch, w_abs):
+    """w_abs[l] = sum |W[l]| (marked fresh: w_abs[0] = 0) and returns sum |b[l]| over every layer: one pass over theta.
+
+    fit's test that theta is finite (both sums finite: so is every element)
+    and, in the same read, the S[l] the fused step's bound starts from, so
+    _train_batches skips its own pass (training.Workspace.knows_sums).
+    """
+    _abs_sum_weights(theta, arch, w_abs)
+    w_abs[0] = 0.0
+    return _abs_sum_biases(theta, arch)
+
+
 @njit(inline="always", **OPTS)  # see _load_inputs
 def _gradient_bound(arch, a_buf, d_buf, B, scale, weight_decay, w_abs, big):
     """G >= |every gradient| of the step, below big when a bound proves every gradient and delta finite (else inf).
@@ -1811,8 +1824,10 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     there, so theta keeps the last finite parameters.  rates[l] > 0 drops the
     hidden layer l's units (inverted dropout) with masks drawn from drop_seed
     (-1: no dropout, and no extra work).  Batches of up to FUSED_MAX_BATCH
-    samples take the fused step (_backward_update; w_abs, L + 1 float64, is
-    its scratch); larger ones the blocked kernels, whose matrix loops share
+    samples take the fused step (_backward_update; w_abs, L + 1 float64,
+    holds its bound's S[l] = sum |W[l]|, computed at the first fused step
+    when w_abs[0] < 0, which the caller sets unless w_abs holds the sums of
+    this theta: _theta_abs_sums); larger ones the blocked kernels, whose matrix loops share
     ``threads`` threads where that pays (_dense).
 
     With ``prove`` every step must also be proven not to make theta or the
@@ -1834,8 +1849,7 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     skipped = 0
     status = OK
     # w_abs[l] = S[l] = sum |W[l]| for the fused step's bound, kept up to date by its pass; w_abs[0] < 0
-    # marks it stale (theta may have changed since the last call)
-    w_abs[0] = -1.0
+    # marks it stale (the caller sets it before a call unless w_abs holds the sums of this theta)
     big = (3.4e38 if theta.itemsize == 4 else 1.7e308) / 4.0  # a quarter of the dtype's largest value
     dropping = _dropping(rates, drop_seed)
     # prove: V >= the optimizer's first moment, b_abs >= |every bias|, both carried from step to step

@@ -256,6 +256,7 @@ class Workspace:
         self.perm = np.arange(0, dtype=np.int64)
         self.acc = np.zeros(K.N_ACC, dtype=np.float64)
         self.w_abs = np.empty(len(net.layer_sizes), dtype=np.float64)  # the fused step's sum |W[l]|
+        self.sums_fresh = False  # w_abs holds the sums of theta as it is now (knows_sums)
         self.dropout_seed = -1
         self._theta0, self._state0, self._acc0 = (np.empty_like(net.theta), np.empty_like(self.state),
                                                   np.empty_like(self.acc))
@@ -340,8 +341,17 @@ class Workspace:
             self.seconds_per_batch = 1e-6 + 6.0 * self.batch_size * self.net._n_params / 1e9
         return max(1, int(CHUNK_SECONDS / self.seconds_per_batch))
 
+    def knows_sums(self, w_abs):
+        """The next compiled call takes w_abs (from check_theta_sums of theta as it is now, unchanged until
+        then) as the fused step's S[l] = sum |W[l]|, instead of reading theta once more for them."""
+        self.w_abs[...] = w_abs
+        self.sums_fresh = True
+
     def _kernel(self, X, Y, SW, first, last, lr, t, skip, prove=False):
         net = self.net
+        if not self.sums_fresh:
+            self.w_abs[0] = -1.0  # stale: the kernel sums |W[l]| again before its first fused step
+        self.sums_fresh = False
         return call_kernel(K._train_batches, net.theta, net._arch, net._loss_code, net._loss_param, X, Y, SW, self.perm,
                            first, last, self.batch_size, self.optimizer.code, lr, self.hyper, self.state, t, skip,
                            self.a, self.z, self.delta, self.y, self.w, self.grad, self.acc, self.w_abs,
@@ -1048,14 +1058,33 @@ def check_fit_options(net, opts):
     return opts
 
 
+def check_theta_sums(net):
+    """Raise unless net.theta is finite (e.g. NaN written into net.weights[0]); returns w_abs for
+    ``Workspace.knows_sums``.
+
+    fit and partial_fit test theta before every call, and the fused step's
+    bound needs S[l] = sum |W[l]| before its first step: one compiled pass
+    gives both (every sum finite: so is every element), so the kernel does
+    not read theta a second time.  The pass and the kernel's own took 63-65
+    us each on [784,512,512,10]'s float64 theta, a quarter of a B = 1 step
+    (AMD EPYC with AVX-512, 2026-12-02).
+    """
+    w_abs = np.empty(len(net.layer_sizes), dtype=np.float64)
+    b_abs = K._theta_abs_sums(net.theta, net._arch, w_abs)
+    if not math.isfinite(b_abs + w_abs[1:].sum()):  # NaN or inf in theta, or finite values whose sum overflows
+        check_theta(net.theta, net._n_params, net.dtype)  # raises on the first; the bound refuses the second
+    return w_abs
+
+
 def fit(net, X, Y, options):
     """``MLP.fit``: validate, split, resume, build, run (``options``: a dict of ``MLP.fit``'s keywords, used up)."""
-    check_theta(net.theta, net._n_params, net.dtype)  # e.g. NaN written into net.weights[0]
-    return _trainer(net, X, Y, options).run()
+    w_abs = check_theta_sums(net)
+    return _trainer(net, X, Y, options, w_abs).run()
 
 
-def _trainer(net, X, Y, options):
-    """fit's checks of its data and options, and its Trainer, built (resumed, split) and ready to run."""
+def _trainer(net, X, Y, options, w_abs=None):
+    """fit's checks of its data and options, and its Trainer, built (resumed, split) and ready to run
+    (w_abs: check_theta_sums of net.theta, given to the workspace unless theta changes before the first step)."""
     blocks = None
     if is_out_of_core(X, Y):
         opts = check_fit_options(net, options)
@@ -1076,6 +1105,9 @@ def _trainer(net, X, Y, options):
     resumed = trainer.resume(opts["resume_from"]) if opts["resume_from"] is not None else None
     trainer.split()
     trainer.build(resumed)
+    # a resume replaced theta, and a callback's on_train_begin may change it
+    if w_abs is not None and resumed is None and not trainer.user_callbacks:
+        trainer.workspace.knows_sums(w_abs)
     return trainer
 
 
@@ -1113,7 +1145,7 @@ class Incremental:
 def partial_fit(net, X, Y, options):
     """``MLP.partial_fit``: one pass over X, Y continuing the parameters and the optimizer state (``options``: a dict
     of its keywords, used up)."""
-    check_theta(net.theta, net._n_params, net.dtype)
+    w_abs = check_theta_sums(net)
     X, Y, weights, opts, optimizer, schedule = _partial_fit_checks(net, X, Y, options)
     state = net._incremental
     if state is None:
@@ -1124,6 +1156,7 @@ def partial_fit(net, X, Y, options):
     lr = check_schedule_rate(schedule, opts["learning_rate"], state.passes + 1, None)
     shuffle_seed = int(state.rng.integers(0, 2**31 - 1)) if opts["shuffle"] else -1
     dropout_seed = int(state.rng.integers(0, 2**31 - 1)) if any(net.dropout) else -1
+    state.workspace.knows_sums(w_abs)
     result = state.workspace.run_epoch(X, Y, lr, shuffle_seed, opts["on_nonfinite"] == "skip",
                                        sample_weight=weights, dropout_seed=dropout_seed)
     if result.status != K.OK or result.steps == 0:

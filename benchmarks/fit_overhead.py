@@ -25,7 +25,14 @@ The step itself holds one more pass than a step inside an epoch: the
 kernel's entry pass summing |W| for the bound.  With adam:
 run_epoch 1.85 -> 0.94 ms, fit 1.70 -> 1.38 ms, partial_fit 2.24 -> 1.22 ms
 (the bound reads both state vectors once per call; the copied path copied
-them).  Thread times on a shared machine vary by 2x with its load: compare
+them).  Then fit's and partial_fit's test of theta became the pass that sums
+|W[l]| for the fused step's bound (training.check_theta_sums), which the
+kernel's first step had read theta for once more: three interleaved runs
+against the commit before (sgd, load ~0.5), fit +175-189 -> +81-111 us over
+run_epoch (57-59% -> 31-38% of a step), partial_fit +106-130 -> +35-52;
+with adam fit +224-399 -> +209-219 (fit also zeroes both state vectors,
+~0.1 ms).  What is left of fit's is Python: ~23 us building the Trainer
+(options checked), ~15 us around the compiled call.  Thread times on a shared machine vary by 2x with its load: compare
 figures from one run.
 """
 

@@ -11,7 +11,7 @@ import copy
 import numpy as np
 import pytest
 
-from backprop_numba import MLP, optimizers
+from backprop_numba import MLP, optimizers, training
 from backprop_numba import _kernels as K
 from backprop_numba.training import Workspace
 
@@ -324,3 +324,77 @@ def test_all_finite_blocks_agree_with_numpy(n, dtype):
             y = x.copy()
             y[i] = bad
             assert K._all_finite(y) == bool(np.isfinite(y).all()) == False  # noqa: E712
+
+
+# fit's and partial_fit's theta check hands the fused step its sums (check_theta_sums, Workspace.knows_sums)
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_theta_check_gives_the_kernels_sums_and_refuses_nan_and_inf(dtype):
+    """check_theta_sums returns the S[l] = sum |W[l]| the kernel would compute (its own pass, _abs_sum_weights),
+    raises fit's error on NaN or inf anywhere in theta, and passes finite values whose sums overflow (the bound
+    then refuses the fused step, as from the kernel's own sums)."""
+    net = MLP([6, 5, 3], dtype=dtype, seed=2)
+    expected = np.zeros(3)
+    K._abs_sum_weights(net.theta, net._arch, expected)
+    w_abs = training.check_theta_sums(net)
+    assert w_abs[0] == 0.0  # marked fresh
+    np.testing.assert_array_equal(w_abs[1:], expected[1:])
+    for i in (0, 6 * 5 - 1, 6 * 5, net._n_params - 1):  # W[1]'s first and last, b[1]'s first, b[2]'s last
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = copy.deepcopy(net)
+            broken.theta[i] = bad
+            with pytest.raises(ValueError, match="theta must be finite"):
+                training.check_theta_sums(broken)
+    huge = copy.deepcopy(net)
+    huge.theta[...] = np.finfo(dtype).max
+    assert (training.check_theta_sums(huge)[1:] > np.finfo(dtype).max / 4).all()  # float64's overflow to inf
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_with_the_checks_sums_equals_fit_without(monkeypatch, optimizer):
+    """fit and partial_fit with the check's sums handed over are bit-identical to the kernel summing itself."""
+    sizes = [20, 9, 4]  # layer 1 over TINY_LAYER: the row pass
+    X, Y = problem(sizes, "mse", 17, np.float64)
+    results = []
+    for handed in (True, False):
+        if not handed:
+            monkeypatch.setattr(Workspace, "knows_sums", lambda self, w_abs: None)
+        nets = [MLP(sizes, activation="sigmoid", output_activation="identity", seed=3) for _ in range(2)]
+        nets[0].fit(X, Y, epochs=2, batch_size=1, optimizer=optimizer, learning_rate=0.05, progress=False)
+        for _ in range(2):
+            nets[1].partial_fit(X, Y, batch_size=1, optimizer=optimizer, learning_rate=0.05)
+        results.append([n.theta.copy() for n in nets])
+    for handed, computed in zip(*results):
+        np.testing.assert_array_equal(handed, computed)
+
+
+def test_sums_are_handed_over_only_while_theta_is_unchanged(monkeypatch, tmp_path):
+    """A resume replaces theta and a callback's on_train_begin may change it: then fit does not hand its
+    sums over.  And a hand-over counts for one compiled call only: after it the kernel sums again."""
+    handed = []
+    monkeypatch.setattr(Workspace, "knows_sums", lambda self, w_abs: handed.append(w_abs.copy()))
+    X, Y = problem([5, 7, 3], "mse", 8, np.float64)
+    net = MLP([5, 7, 3], seed=1)
+    opts = dict(epochs=1, batch_size=1, progress=False)
+    net.fit(X, Y, **opts)
+    assert len(handed) == 1
+
+    class Begin:
+        def on_train_begin(self, net):
+            net.theta[...] *= 2.0
+
+    net.fit(X, Y, callbacks=[Begin()], **opts)
+    path = tmp_path / "run.ckpt"
+    net.fit(X, Y, checkpoint_every=1, checkpoint_path=path, **opts)
+    net.fit(X, Y, resume_from=path, **dict(opts, epochs=2))
+    assert len(handed) == 2  # the checkpointed fit's, not the callback's or the resume's
+    monkeypatch.undo()
+    ws = Workspace(net, 1, "sgd")
+    ws.perm = np.arange(8, dtype=np.int64)
+    infinite = np.full(3, np.inf)  # sums no finite theta has: a step that takes them cannot be proven
+    ws.knows_sums(infinite)
+    assert ws._kernel(X, Y, ws.unweighted, 0, 1, 0.01, 0, False, prove=True)[4] == K.NOT_PROVEN
+    assert not ws.sums_fresh
+    ws.w_abs[...] = infinite  # not handed over: the next call sums theta itself, and proves its step
+    done, _, steps, _, status = ws._kernel(X, Y, ws.unweighted, 0, 1, 0.01, 0, False, prove=True)
+    assert (done, steps, status) == (1, 1, K.OK)
