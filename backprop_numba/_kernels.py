@@ -95,8 +95,17 @@ K_BLOCK = 128
 # B = 64: 14.8 -> 22.0; 24.8 -> 31.4, at B = 32: 14 -> 17-25; 17-24 -> 21-24;
 # 784->128 at B = 32: 17.7 -> 16.6; 26.5 -> 21.1, at B = 64: 16.8 -> 21.6;
 # 25.8 -> 29.2; 784->16 at B = 256: 21.6 -> 17.9; 28.9 -> 22.1.
+# Layers of fewer than DOT_MIN_UNITS units keep the row updates at every
+# batch: there the dot form ran 3-6x slower from B = 512 on, where B * n_out
+# first reached DOT_MIN_WORK (one thread, GFLOP/s rows vs dot, AMD EPYC with
+# AVX-512, 2026-12-02; float64, float32): 784->16 at B = 512: 47.6 vs 11.2,
+# 61.7 vs 22.7; at B = 2048: 38.6 vs 10.6, 60.5 vs 13.4; 512->10 at B = 1024:
+# 29.0 vs 8.2, 49.6 vs 9.1; 784->24 at B = 1024: 45.1 vs 16.0, 61.6 vs 19.1
+# (the transposed a[l-1], B values a row, is 4 KB apart row to row at
+# B = 512 float64, and 3 units share each pass over it).
 DOT_MIN_BATCH = 32
 DOT_MIN_WORK = 8192
+DOT_MIN_UNITS = 32
 # A layer with at most TINY_LAYER weights takes plain element loops indexed
 # straight into theta and the unit buffers, in the forward pass (_forward)
 # and in the fused step (_backward_update): no views, no calls, and no
@@ -1276,16 +1285,16 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
 
     Where ``scratch`` holds the packed operands (_tile_scratch_need), as
     register tiles (_outer_sum_tiled); else the faster of the two blocked
-    forms: row updates (_outer_sum_units) or, from DOT_MIN_BATCH samples and
-    B * n_out >= DOT_MIN_WORK, dot products over the samples (_outer_sum_dot;
-    ``scratch``: at least B * (n_in + n_out) values).
+    forms: row updates (_outer_sum_units) or, from DOT_MIN_BATCH samples,
+    DOT_MIN_UNITS units and B * n_out >= DOT_MIN_WORK, dot products over the
+    samples (_outer_sum_dot; ``scratch``: at least B * (n_in + n_out) values).
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
     n_slices = _tile_slices(B, n_out, n_in, n_out, B, dW.itemsize, threads, scratch.shape[0])
     if n_slices > 0:
         _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices)
-    elif B >= DOT_MIN_BATCH and B * n_out >= DOT_MIN_WORK:
+    elif B >= DOT_MIN_BATCH and n_out >= DOT_MIN_UNITS and B * n_out >= DOT_MIN_WORK:
         _outer_sum_dot(delta, a_prev, scale, dW, scratch, threads)
     elif _parallel_pays(threads, B * n_in * n_out, dW.itemsize):
         _outer_sum_slices(delta, a_prev, scale, dW, scratch[:0], scratch, ZERO, n_out, min((n_out + 3) // 4, threads * SLICES_PER_THREAD))

@@ -28,7 +28,7 @@ kernel_threads()
 
 # Batch sizes and widths around every tile (4 x 4 row updates, 4 x 3 dot
 # products), block (64 samples, 128 inputs) and path thresholds (32 samples and
-# B n_out >= 8192 for the dot-product dC/dW; 64 samples for W^T delta over W^T).
+# B n_out >= 8192 and 32 units for the dot-product dC/dW; 64 samples for W^T delta over W^T).
 BATCHES = [1, 2, 3, 5, 15, 16, 17, 63, 64, 65, 129]
 WIDTHS = [(1, 1), (3, 7), (7, 3), (10, 16), (17, 5), (64, 65), (65, 64), (129, 130), (300, 70)]
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
@@ -260,3 +260,17 @@ def test_forward_tile_is_packed_fmas_without_spills(dtype):
     tiles = [blk for blk in loops if len(re.findall(packed, blk)) >= 12]
     assert tiles, "no loop with 12 packed FMAs"
     assert any("(%rsp)" not in blk for blk in tiles), "the tile's loop spills to the stack"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_narrow_layers_keep_the_row_updates_at_large_batches(dtype):
+    """Below DOT_MIN_UNITS units dC/dW takes the row updates at every batch, also past DOT_MIN_WORK (the dot form
+    ran 3-6x slower there): loops.outer_sum gives exactly _outer_sum_units' numbers, and the reference's."""
+    B, n_in, n_out = 1024, 70, K.DOT_MIN_UNITS - 1
+    assert B * n_out >= K.DOT_MIN_WORK and n_out < K.TILE_MIN_UNITS
+    W, b, A, D = _data(B, n_in, n_out, dtype, seed=5)
+    rows, ref = np.empty((n_out, n_in), dtype), np.empty((n_out, n_in), dtype)
+    K._outer_sum_units(D, A, 0.5, rows, 0, n_out)
+    np.testing.assert_array_equal(loops.outer_sum(D, A, scale=0.5), rows)
+    K._outer_sum_reference(D, A, 0.5, ref)
+    _close(rows, ref, dtype, np.sqrt(B))
