@@ -16,7 +16,7 @@ import pytest
 
 from backprop_numba import MLP
 from backprop_numba import _kernels as K
-from backprop_numba._threads import kernel_threads
+from backprop_numba._threads import call_kernel, kernel_threads
 
 # widths around the slice steps (4 units, 16 inputs) and the slice count (threads x SLICES_PER_THREAD)
 SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 130, 67), (70, 129, 130), (5, 200, 4)]
@@ -123,6 +123,23 @@ def test_kernel_threads_follows_numba():
         assert kernel_threads() == 1
     finally:
         numba.set_num_threads(previous)
+
+
+@numba.njit
+def _chunk_size_inside(threads):
+    return numba.get_parallel_chunksize()
+
+
+def test_call_kernel_deals_one_slice_at_a_time_and_restores_the_chunk_size():
+    """call_kernel runs a kernel with numba's chunk size 1 where it has threads (through numba's C entry points,
+    _threads._fast_calls) and leaves the caller's chunk size as it was."""
+    previous = numba.set_parallel_chunksize(7)
+    try:
+        inside = call_kernel(_chunk_size_inside)
+        assert inside == (1 if kernel_threads() > 1 else 7)
+        assert numba.get_parallel_chunksize() == 7
+    finally:
+        numba.set_parallel_chunksize(previous)
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "rmsprop"])
