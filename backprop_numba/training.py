@@ -274,6 +274,7 @@ class Workspace:
             ws.optimizer, ws.hyper = optimizer, optimizer.hyper_array()
             ws.state[...] = 0
             ws.step = 0
+            ws.sums_fresh = False  # a fit that stopped before its first step may have left them fresh
         return ws
 
     def prepare(self, X, Y):

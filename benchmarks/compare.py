@@ -58,8 +58,12 @@ Timing: each variant's first call is the warm-up (compilation) and the
 validation; then calls are repeated until ``--budget`` seconds (at least 3
 calls, at most a cap) and the median is reported.  backprop_numba's variants
 (``MLP.fit``, ``run_epoch`` on numba's threads and on one) are called in turns
-for their budgets together, and so are each per-loop pair (ours, NumPy):
-their ratios then see the same load (``interleaved_medians``).  Writes JSON and a Markdown
+for their budgets together, and so are each per-loop pair (ours, NumPy) on
+one thread: their ratios then see the same load (``interleaved_medians``).
+On the default threads the loops are timed one after the other, ours first
+and BLAS_SPIN_S after NumPy's last call: OpenBLAS's threads spin for ~0.1 s
+after a call, and in turns they took the second core from ours (32x784->512
+float64, ours two threads against one: 1.0x).  Writes JSON and a Markdown
 table (default ``benchmarks/results/compare.json`` / ``compare.md``;
 ``--out``).
 """
@@ -210,6 +214,15 @@ def median_seconds(fn, budget, max_repeats, min_repeats=3):
         if len(times) >= min_repeats and time.perf_counter() - start > budget:
             break
     return statistics.median(times), len(times)
+
+
+# After a call, OpenBLAS's worker threads spin for about 2^28 cycles before they sleep
+# (OPENBLAS_THREAD_TIMEOUT): ~0.1 s in which numba's second thread finds its core busy.
+# Measured (32x784->512 float64, loops.dense on two threads, 2026-12-02): 110 GFLOP/s
+# before any NumPy matmul, 64 right after one (one thread: 60), 110 a second later,
+# and 110 right after one with OPENBLAS_THREAD_TIMEOUT=4.  So our runs on two threads
+# start this long after a peer's.
+BLAS_SPIN_S = 0.2
 
 
 def interleaved_medians(fns, budget, max_repeats, min_repeats=3):
@@ -534,6 +547,7 @@ class Runner:
                     continue
                 self._record(row, name, sec, n, N)
             if interleaved:
+                time.sleep(BLAS_SPIN_S)  # the last point's peers' threads still spinning would take a core
                 slowest = max(row["first_call_s"][name] for name in interleaved)
                 for name, (sec, n) in interleaved_medians(interleaved, budget * len(interleaved),
                                                           self.cfg["max_repeats"],
@@ -670,8 +684,14 @@ def loops_table(cfg, threads_default):
                         with threadpool_limits(t):
                             ours()
                             ref()
-                            medians = interleaved_medians({"ours": ours, "numpy": ref}, 2 * cfg["loop_budget"], 200)
-                            s_ours, s_np = medians["ours"][0], medians["numpy"][0]
+                            if t == 1:
+                                medians = interleaved_medians({"ours": ours, "numpy": ref}, 2 * cfg["loop_budget"],
+                                                              200)
+                                s_ours, s_np = medians["ours"][0], medians["numpy"][0]
+                            else:  # in turns, OpenBLAS's threads, still spinning after its call, took our second core
+                                time.sleep(BLAS_SPIN_S)
+                                s_ours, _ = median_seconds(ours, cfg["loop_budget"], 200)
+                                s_np, _ = median_seconds(ref, cfg["loop_budget"], 200)
                         row[f"gflops_t{t}"] = flops / s_ours / 1e9
                         row[f"numpy_gflops_t{t}"] = flops / s_np / 1e9
                     numba.set_num_threads(threads_default)

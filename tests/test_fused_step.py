@@ -389,6 +389,10 @@ def test_sums_are_handed_over_only_while_theta_is_unchanged(monkeypatch, tmp_pat
     net.fit(X, Y, resume_from=path, **dict(opts, epochs=2))
     assert len(handed) == 2  # the checkpointed fit's, not the callback's or the resume's
     monkeypatch.undo()
+    # a fit that handed its sums over and stopped before its first step leaves them to no later fit
+    ws = Workspace.for_fit(net, 1, optimizers.get_optimizer("sgd"))
+    ws.knows_sums(np.zeros(3))
+    assert Workspace.for_fit(net, 1, optimizers.get_optimizer("sgd")) is ws and not ws.sums_fresh
     ws = Workspace(net, 1, "sgd")
     ws.perm = np.arange(8, dtype=np.int64)
     infinite = np.full(3, np.inf)  # sums no finite theta has: a step that takes them cannot be proven
