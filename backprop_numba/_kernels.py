@@ -1836,8 +1836,8 @@ def _train_batches(theta, arch, loss, loss_param, X, Y, SW, perm, first, last, b
     samples take the fused step (_backward_update; w_abs, L + 1 float64,
     holds its bound's S[l] = sum |W[l]|, computed at the first fused step
     when w_abs[0] < 0, which the caller sets unless w_abs holds the sums of
-    this theta: _theta_abs_sums); larger ones the blocked kernels, whose matrix loops share
-    ``threads`` threads where that pays (_dense).
+    this theta: _theta_abs_sums); larger ones the blocked kernels, whose
+    matrix loops share ``threads`` threads where that pays (_dense).
 
     With ``prove`` every step must also be proven not to make theta or the
     optimizer state non-finite (a finite gradient can still overflow them: a
