@@ -579,6 +579,21 @@ TILE_PANEL_VALUES = MAX_PANEL * max(J_BLOCK, S_BLOCK)  # scratch for one slice's
 # -> 86, 128->64 40 -> 70.  So they take every batch there.
 TILE_MAX_BATCH = 1 << 62 if WIDE else 256
 TILE_MIN_UNITS = 32
+# float32 dC/dW on AVX-512 takes the tiles from 16 units: there they beat the
+# row updates on layers of 16-31 units (one thread, GFLOP/s rows -> tiles, AMD
+# EPYC, 2026-12-02, B = 32, 64, 256, 1024): 784->24 46 -> 66, 62 -> 98, 63 ->
+# 103, 62 -> 101; 512->16 57 -> 65, 61 -> 78, 67 -> 88, 58 -> 79; 784->16 51
+# -> 46, 63 -> 77, 64 -> 82, 49 -> 56; 128->16 52 -> 52, 45 -> 55, 48 -> 79,
+# 54 -> 82.  float64 lost there (784->16 66 -> 43, 50 -> 47 at B = 32, 256),
+# float32 W^T delta was mixed (512->16 71 -> 61, 89 -> 79), 10 units mixed in
+# both, and AVX2 was not measured: they keep TILE_MIN_UNITS.
+OUTER_TILE_MIN_UNITS_F32 = 16 if WIDE else TILE_MIN_UNITS
+
+
+@njit(inline="always", **OPTS)
+def _outer_tile_min_units(itemsize):
+    """The fewest units a layer's dC/dW takes the register tiles at (see OUTER_TILE_MIN_UNITS_F32)."""
+    return OUTER_TILE_MIN_UNITS_F32 if itemsize == 4 else TILE_MIN_UNITS
 
 
 def _tile(A, a0, n, P, C, r, k, scale, add):
@@ -893,9 +908,10 @@ def _pack_triples_T(x, n_triples, n, A):
 
 
 @njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
-def _tiles_pay(B, n_out):
-    """Whether the register tiles are the fastest form for this batch and layer width (see TILE_MAX_BATCH)."""
-    return ROWS <= B < TILE_MAX_BATCH and n_out >= TILE_MIN_UNITS
+def _tiles_pay(B, n_out, min_units):
+    """Whether the register tiles are the fastest form for this batch and layer width (see TILE_MAX_BATCH;
+    min_units: TILE_MIN_UNITS, or for dC/dW _outer_tile_min_units)."""
+    return ROWS <= B < TILE_MAX_BATCH and n_out >= min_units
 
 
 @njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
@@ -905,7 +921,7 @@ def _tile_scratch_need(n_lead, n_other, n_slices):
 
 
 @njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
-def _tile_slices(B, n_out, n_in, n_lead, n_other, itemsize, threads, n_scratch):
+def _tile_slices(B, n_out, n_in, n_lead, n_other, itemsize, threads, n_scratch, min_units):
     """Slices of whole panels of the n_in inputs the register tiles run on, or 0 where they do not run.
 
     The tiles run where they pay (_tiles_pay), the inputs hold a whole panel
@@ -916,7 +932,7 @@ def _tile_slices(B, n_out, n_in, n_lead, n_other, itemsize, threads, n_scratch):
     depends on the scratch for one panel only, never on the thread count, so
     any number of threads gives the same numbers.
     """
-    if not (_tiles_pay(B, n_out) and n_in * itemsize >= PANEL_BYTES
+    if not (_tiles_pay(B, n_out, min_units) and n_in * itemsize >= PANEL_BYTES
             and n_scratch >= _tile_scratch_need(n_lead, n_other, ONE_THREAD)):
         return 0
     if not _parallel_pays(threads, B * n_in * n_out, itemsize):
@@ -953,7 +969,7 @@ def _backprop_linear(W, delta, out, scratch, threads):
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
-    n_slices = _tile_slices(B, n_out, n_in, B, n_out, W.itemsize, threads, scratch.shape[0])
+    n_slices = _tile_slices(B, n_out, n_in, B, n_out, W.itemsize, threads, scratch.shape[0], TILE_MIN_UNITS)
     if n_slices > 0:
         _backprop_linear_tiled(W, delta, out, scratch, n_slices)
     elif B >= TRANSPOSE_MIN_BATCH and n_out * W.itemsize >= TRANSPOSE_MIN_BYTES and scratch.shape[0] >= n_in * n_out:
@@ -1291,7 +1307,8 @@ def _outer_sum(delta, a_prev, scale, dW, scratch, threads):
     """
     B = delta.shape[0]
     n_out, n_in = dW.shape
-    n_slices = _tile_slices(B, n_out, n_in, n_out, B, dW.itemsize, threads, scratch.shape[0])
+    n_slices = _tile_slices(B, n_out, n_in, n_out, B, dW.itemsize, threads, scratch.shape[0],
+                            _outer_tile_min_units(dW.itemsize))
     if n_slices > 0:
         _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices)
     elif B >= DOT_MIN_BATCH and n_out >= DOT_MIN_UNITS and B * n_out >= DOT_MIN_WORK:

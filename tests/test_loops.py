@@ -105,7 +105,7 @@ def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices, dt
     K._outer_sum_tiled(D, A, scale, g_tile, np.full(K._tile_scratch_need(n_out, B, n_slices), np.nan, dtype), n_slices)
     _close(g_tile, g_ref, dtype, 1.0)
     # the dispatchers take the tiles where they pay and the scratch holds them
-    if K._tiles_pay(B, n_out):
+    if K._tiles_pay(B, n_out, K.TILE_MIN_UNITS):
         o_disp = np.full((B, n_in), np.nan, dtype)
         K._backprop_linear(W, D, o_disp, np.empty(K._tile_scratch_need(B, n_out, 8), dtype), 1)
         np.testing.assert_array_equal(o_disp, o_tile)
@@ -262,15 +262,35 @@ def test_forward_tile_is_packed_fmas_without_spills(dtype):
     assert any("(%rsp)" not in blk for blk in tiles), "the tile's loop spills to the stack"
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_narrow_layers_keep_the_row_updates_at_large_batches(dtype):
-    """Below DOT_MIN_UNITS units dC/dW takes the row updates at every batch, also past DOT_MIN_WORK (the dot form
-    ran 3-6x slower there): loops.outer_sum gives exactly _outer_sum_units' numbers, and the reference's."""
-    B, n_in, n_out = 1024, 70, K.DOT_MIN_UNITS - 1
-    assert B * n_out >= K.DOT_MIN_WORK and n_out < K.TILE_MIN_UNITS
-    W, b, A, D = _data(B, n_in, n_out, dtype, seed=5)
+def _narrow_dw_forms(B, n_in, n_out, dtype, seed):
+    """D, A and dC/dW (scale 0.5) by the register tiles, by the row updates and by the reference."""
+    W, b, A, D = _data(B, n_in, n_out, dtype, seed=seed)
+    tiled = np.full((n_out, n_in), np.nan, dtype)
+    K._outer_sum_tiled(D, A, 0.5, tiled, np.full(K._tile_scratch_need(n_out, B, 1), np.nan, dtype), 1)
     rows, ref = np.empty((n_out, n_in), dtype), np.empty((n_out, n_in), dtype)
     K._outer_sum_units(D, A, 0.5, rows, 0, n_out)
-    np.testing.assert_array_equal(loops.outer_sum(D, A, scale=0.5), rows)
     K._outer_sum_reference(D, A, 0.5, ref)
+    _close(tiled, ref, dtype, np.sqrt(B))
     _close(rows, ref, dtype, np.sqrt(B))
+    return D, A, tiled, rows
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_narrow_layers_keep_the_row_updates_at_large_batches(dtype):
+    """Below DOT_MIN_UNITS units dC/dW never takes the dot form, also past DOT_MIN_WORK (it ran 3-6x slower
+    there): loops.outer_sum gives exactly the row updates' numbers, or the tiles' in float32 on AVX-512."""
+    B, n_in, n_out = 1024, 70, K.DOT_MIN_UNITS - 1
+    assert B * n_out >= K.DOT_MIN_WORK and n_out < K.TILE_MIN_UNITS
+    D, A, tiled, rows = _narrow_dw_forms(B, n_in, n_out, dtype, seed=5)
+    np.testing.assert_array_equal(loops.outer_sum(D, A, scale=0.5),
+                                  tiled if dtype == np.float32 and K.WIDE else rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_narrow_float32_dw_takes_the_tiles_on_avx512(dtype):
+    """dC/dW of a layer of OUTER_TILE_MIN_UNITS_F32 (16 on AVX-512) to TILE_MIN_UNITS units takes the register
+    tiles in float32 on AVX-512 and the row updates otherwise: loops.outer_sum gives exactly that form's
+    numbers; below 16 units the row updates everywhere."""
+    for n_out, tiles in ((16, dtype == np.float32 and K.WIDE), (15, False)):
+        D, A, tiled, rows = _narrow_dw_forms(64, 300, n_out, dtype, seed=n_out)
+        np.testing.assert_array_equal(loops.outer_sum(D, A, scale=0.5), tiled if tiles else rows)
