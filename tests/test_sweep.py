@@ -250,3 +250,21 @@ def test_unreachable_scheduler_times_out_with_a_message(tmp_path):
         f"backprop-numba: error: no Dask scheduler reached at tcp://127.0.0.1:{port} within 2 s"), r.stderr
     assert "dask scheduler" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_local_cluster_workers_go_quiet_before_the_close():
+    """local_client quiets its workers' and nannies' distributed loggers before it closes them, so a heartbeat
+    that meets the closing scheduler prints no traceback at the end of a sweep (test_sweep_command_end_to_end
+    found one once); quiet_at_shutdown is what it runs there, importable in the worker processes."""
+    import logging
+
+    from backprop_numba._dask import local_client, quiet_at_shutdown
+
+    def level():
+        return logging.getLogger("distributed.worker").getEffectiveLevel()
+
+    with local_client(distributed, 1) as client:
+        assert set(client.run(level).values()) != {logging.CRITICAL}
+        for nanny in (False, True):
+            client.run(quiet_at_shutdown, nanny=nanny)
+            assert set(client.run(level, nanny=nanny).values()) == {logging.CRITICAL}
