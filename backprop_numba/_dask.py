@@ -35,7 +35,7 @@ def local_client(distributed, n_workers):
             yield client
         finally:
             # a worker whose heartbeat meets the closing scheduler logs the failure with a traceback (seen
-            # once in ~10 CI runs of the sweep test, 2026-12-02): the run is over, so its processes go quiet
+            # once, in a fresh-clone CI run of the sweep test, 2026-12-02): the run is over, so they go quiet
             for nanny in (False, True):
                 with contextlib.suppress(Exception):  # a worker already gone has nothing left to say
                     client.run(quiet_at_shutdown, nanny=nanny)
