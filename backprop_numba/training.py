@@ -1083,7 +1083,7 @@ def fit(net, X, Y, options):
     return _trainer(net, X, Y, options, w_abs).run()
 
 
-def _trainer(net, X, Y, options, w_abs=None):
+def _trainer(net, X, Y, options, w_abs):
     """fit's checks of its data and options, and its Trainer, built (resumed, split) and ready to run
     (w_abs: check_theta_sums of net.theta, given to the workspace unless theta changes before the first step)."""
     blocks = None
@@ -1107,7 +1107,7 @@ def _trainer(net, X, Y, options, w_abs=None):
     trainer.split()
     trainer.build(resumed)
     # a resume replaced theta, and a callback's on_train_begin may change it
-    if w_abs is not None and resumed is None and not trainer.user_callbacks:
+    if resumed is None and not trainer.user_callbacks:
         trainer.workspace.knows_sums(w_abs)
     return trainer
 
