@@ -1646,15 +1646,18 @@ def _abs_sum_biases(theta, arch):
 
 @njit(**OPTS)
 def _theta_abs_sums(theta, arch, w_abs):
-    """w_abs[l] = sum |W[l]| (marked fresh: w_abs[0] = 0) and returns sum |b[l]| over every layer: one pass over theta.
+    """w_abs[l] = sum |W[l]| (marked fresh: w_abs[0] = 0) and returns sum |theta|: one pass over theta.
 
-    fit's test that theta is finite (both sums finite: so is every element)
+    fit's test that theta is finite (the sum finite: so is every element)
     and, in the same read, the S[l] the fused step's bound starts from, so
     _train_batches skips its own pass (training.Workspace.knows_sums).
     """
     _abs_sum_weights(theta, arch, w_abs)
     w_abs[0] = 0.0
-    return _abs_sum_biases(theta, arch)
+    total = _abs_sum_biases(theta, arch)
+    for l in range(1, w_abs.shape[0]):
+        total += w_abs[l]
+    return total
 
 
 @njit(inline="always", **OPTS)  # see _load_inputs

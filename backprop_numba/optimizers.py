@@ -63,12 +63,13 @@ class Optimizer:
     PARAMS = {}
 
     def __init__(self, **params):
-        self._set(params, names=None)
-
-    def _set(self, params, names):
         unknown = sorted(set(params) - set(self.PARAMS))
         if unknown:
             raise TypeError(f"{type(self).__name__} takes {sorted(self.PARAMS)}, got unknown {unknown}.")
+        self._set(params, names=None)
+
+    def _set(self, params, names):
+        """Take params (only keys of PARAMS), checked, the others at their defaults."""
         values = {k: spec["default"] for k, spec in self.PARAMS.items()}
         values.update(params)
         for key, value in check_params(self.PARAMS, values, names).items():

@@ -254,6 +254,7 @@ class Workspace:
         self.hyper = self.optimizer.hyper_array()
         self.step = 0
         self.perm = np.arange(0, dtype=np.int64)
+        self.perm_in_order = True  # perm is 0..N-1 (not shuffled since): no reset for an unshuffled epoch
         self.acc = np.zeros(K.N_ACC, dtype=np.float64)
         self.w_abs = np.empty(len(net.layer_sizes), dtype=np.float64)  # the fused step's sum |W[l]|
         self.sums_fresh = False  # w_abs holds the sums of theta as it is now (knows_sums)
@@ -310,11 +311,13 @@ class Workspace:
         self.dropout_seed = int(dropout_seed)
         SW = self.unweighted if sample_weight is None else sample_weight
         if self.perm.shape[0] != X.shape[0]:
-            self.perm = np.arange(X.shape[0], dtype=np.int64)
+            self.perm, self.perm_in_order = np.arange(X.shape[0], dtype=np.int64), True
         if shuffle_seed >= 0:
             K._shuffle(self.perm, int(shuffle_seed))
-        else:
+            self.perm_in_order = False
+        elif not self.perm_in_order:
             self.perm[:] = np.arange(X.shape[0])
+            self.perm_in_order = True
         result = EpochResult() if resume is None else resume
         self.acc[K.LOSS_SUM], self.acc[K.CORRECT], self.acc[K.WEIGHT_SUM] = (result.loss_sum, result.correct,
                                                                              result.weight_sum)
@@ -1071,8 +1074,8 @@ def check_theta_sums(net):
     (AMD EPYC with AVX-512, 2026-12-02).
     """
     w_abs = np.empty(len(net.layer_sizes), dtype=np.float64)
-    b_abs = K._theta_abs_sums(net.theta, net._arch, w_abs)
-    if not math.isfinite(b_abs + w_abs[1:].sum()):  # NaN or inf in theta, or finite values whose sum overflows
+    # sum |theta| is not finite: NaN or inf in theta, or finite values whose sum overflows
+    if not math.isfinite(K._theta_abs_sums(net.theta, net._arch, w_abs)):
         check_theta(net.theta, net._n_params, net.dtype)  # raises on the first; the bound refuses the second
     return w_abs
 

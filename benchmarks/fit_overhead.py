@@ -32,7 +32,14 @@ against the commit before (sgd, load ~0.5), fit +175-189 -> +81-111 us over
 run_epoch (57-59% -> 31-38% of a step), partial_fit +106-130 -> +35-52;
 with adam fit +224-399 -> +209-219 (fit also zeroes both state vectors,
 ~0.1 ms).  What is left of fit's is Python: ~23 us building the Trainer
-(options checked), ~15 us around the compiled call.  Thread times on a shared machine vary by 2x with its load: compare
+(options checked), ~15 us around the compiled call.  Trimmed (check_params'
+fast test of values valid as they are, X and Y tested for finiteness by the
+compiled pass, the sum |theta| returned by the check's kernel, the row order
+reset only after a shuffle): three runs each, [4,3,2,1] fit 30.0-30.5 ->
+27.6-27.8 us thread time, partial_fit 18.5 -> 16.1-16.3; on
+[784,512,512,10] fit +24-51 -> +30-42 us over run_epoch (10-24% -> 15-20%
+of a step, run_epoch's own spread 204-242 us): the Python left is ~22 us, so
+10% of this step needs half of it gone.  Thread times on a shared machine vary by 2x with its load: compare
 figures from one run.
 """
 

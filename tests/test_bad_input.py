@@ -489,3 +489,42 @@ ESTIMATOR_ROWS = [
 def test_estimator_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# check_params' fast test (_validation._remember_accepts) lets a value through unchecked only where the full
+# check (check_one) would return it unchanged: over every spec of every table and values at and beyond bounds.
+def _every_spec():
+    from backprop_numba import data_parallel, estimators, optimizers, training
+    tables = [training.FIT_AND_OPTIMIZER_PARAMS, training.PARTIAL_FIT_AND_OPTIMIZER_PARAMS, estimators.PARAMS,
+              data_parallel.DP_PARAMS] + [cls.PARAMS for cls in optimizers.CLASSES.values()]
+    return [(name, spec) for table in tables for name, spec in sorted(table.items())]
+
+
+def _edge_values():
+    from hypothesis import strategies as st
+    tiny, big = np.nextafter(0.0, 1.0), np.finfo(np.float64).max
+    edges = [0.0, -0.0, 1.0, -1.0, tiny, -tiny, float(np.nextafter(1.0, 0.0)), float(np.nextafter(1.0, 2.0)),
+             big, -big, np.inf, -np.inf, np.nan, 0, 1, -1, 2, True, False, None, "", "raise", "skip", "sgd",
+             "adam", "mse", "relu", "constant", np.float64(0.5), np.float32(0.5), np.int64(3), np.bool_(True)]
+    return st.one_of(st.sampled_from(edges), st.floats(), st.integers(-5, 5))
+
+
+def test_the_fast_test_accepts_only_what_the_full_check_returns_unchanged():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from backprop_numba._validation import _remember_accepts, check_one
+
+    specs = _every_spec()
+    assert {spec["kind"] for _, spec in specs} == {"real", "int", "bool", "choice"}
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.sampled_from(specs), _edge_values())
+    def check(named, value):
+        name, spec = named
+        if _remember_accepts(dict(spec))(value):
+            out = check_one(name, value, spec)
+            assert type(out) is type(value) and (out == value or (out is value))
+            assert np.copysign(1.0, out) == np.copysign(1.0, value) if type(value) is float else True
+
+    check()
