@@ -878,19 +878,32 @@ def _pack_rows(x, i0, i1, k, P):
         p += w
 
 
+PACK_ROWS = 8
+
+
 @njit(inline="always", **OPTS)
 def _pack_triples(x, n_triples, n, A):
     """A[3 (m n + i) + t] = x[i, 3 m + t] for m < n_triples, i < n, t < 3: x's columns in groups of 3, each group's rows contiguous.
 
     For dC/dW, x = delta (B x n_out): group m is units 3m..3m+2, step i a sample.
+    Rows of x are taken PACK_ROWS at a time (they stay in L1 while every
+    group of them is written); group by group down all B rows, each read
+    touched a new cache line.  256 x 512, one thread, us, all rows -> 4, 8,
+    16 rows a block: float64 90 -> 34, 33, 67; float32 52 -> 42, 38, 31
+    (AMD EPYC with AVX-512, 2026-12-02).
     """
-    q = np.uint64(0)
-    for m in range(np.uint64(n_triples)):
-        for i in range(np.uint64(n)):
-            A[q] = x[i, np.uint64(3) * m]
-            A[q + np.uint64(1)] = x[i, np.uint64(3) * m + np.uint64(1)]
-            A[q + np.uint64(2)] = x[i, np.uint64(3) * m + np.uint64(2)]
-            q += np.uint64(3)
+    n_u = np.uint64(n)
+    three = np.uint64(3)
+    for i0 in range(np.uint64(0), n_u, np.uint64(PACK_ROWS)):
+        i1 = min(n_u, i0 + np.uint64(PACK_ROWS))
+        for m in range(np.uint64(n_triples)):
+            q = three * (m * n_u + i0)
+            j = three * m
+            for i in range(i0, i1):
+                A[q] = x[i, j]
+                A[q + np.uint64(1)] = x[i, j + np.uint64(1)]
+                A[q + np.uint64(2)] = x[i, j + np.uint64(2)]
+                q += three
 
 
 @njit(inline="always", **OPTS)
