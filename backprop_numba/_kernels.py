@@ -558,7 +558,7 @@ MAX_PANEL = PANEL_BYTES // 4  # columns of the widest panel (float32)
 J_BLOCK = 128
 S_BLOCK = 128
 # Scratch for one slice's panel buffer, and behind it the 3 x MAX_PANEL sums of
-# a tile over the last, partial panel of dC/dW (_outer_sum_tail).
+# a tile over the last, partial panel (_tail_tiles).
 TILE_PANEL_VALUES = MAX_PANEL * max(J_BLOCK, S_BLOCK) + ROWS * MAX_PANEL
 # Where the tiles replace the other forms: batches of ROWS to TILE_MAX_BATCH
 # - 1 samples, layers of at least TILE_MIN_UNITS units (W^T delta sums over
@@ -1001,9 +1001,10 @@ def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
     """_backprop_linear as register tiles of 3 samples x a panel of inputs (PANEL_BYTES of values), on n_slices slices of the inputs.
 
     delta is packed once (_pack_triples_T) into the front of ``scratch``;
-    each slice packs its own panels of W behind it.  The last B % 3 samples
-    and the inputs past the last whole panel take the row updates
-    (_backprop_linear_inputs).
+    each slice packs its own panels of W behind it.  The inputs past the last
+    whole panel take the tiles over a panel padded with zeros (_tail_tiles)
+    where they pay (_tail_pays), else the row updates, as do the last B % 3
+    samples (_backprop_linear_inputs).
     """
     B, n_out = delta.shape
     n_in = W.shape[1]
@@ -1015,10 +1016,13 @@ def _backprop_linear_tiled(W, delta, out, scratch, n_slices):
         _backprop_linear_slices(W, delta, out, A, scratch, n_triples, k_end, n_slices)
     else:
         _backprop_linear_tiles(W, out, A, scratch[A.shape[0]:], n_triples, n_out, ZERO, k_end)
+    tail_tiled = k_end < n_in and _tail_pays(n_out, n_in - k_end, _panel(out))
+    if tail_tiled:
+        _tail_tiles(W, out.dtype.type(1), out, A, scratch[A.shape[0]:], n_triples, k_end)
+    elif k_end < n_in:
+        _backprop_linear_inputs(W, delta, out, ZERO, k_end, n_in)  # every sample
     if n_triples * ROWS < B:
-        _backprop_linear_inputs(W, delta, out, n_triples * ROWS, ZERO, k_end)
-    if k_end < n_in:
-        _backprop_linear_inputs(W, delta, out, ZERO, k_end, n_in)
+        _backprop_linear_inputs(W, delta, out, n_triples * ROWS, ZERO, n_in if tail_tiled else k_end)
 
 
 @njit(**OPTS)
@@ -1340,9 +1344,8 @@ def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
 
     delta is packed once (_pack_triples) into the front of ``scratch``; each
     slice packs its own panels of a_prev behind it.  The inputs past the last
-    whole panel take the tiles over a panel padded with zeros
-    (_outer_sum_tail) where they fill a quarter of it and the batch has
-    TAIL_TILE_MIN_BATCH samples, else the row updates (_outer_sum_block), as
+    whole panel take the tiles over a panel padded with zeros (_tail_tiles)
+    where they pay (_tail_pays), else the row updates (_outer_sum_block), as
     do the last n_out % 3 units.
     """
     B = delta.shape[0]
@@ -1356,8 +1359,8 @@ def _outer_sum_tiled(delta, a_prev, scale, dW, scratch, n_slices):
     else:
         _outer_sum_tiles(a_prev, dW.dtype.type(scale), dW, A, scratch[A.shape[0]:], n_triples, ZERO, k_end)
     if k_end < n_in:
-        if B >= TAIL_TILE_MIN_BATCH and 4 * (n_in - k_end) >= _panel(dW):
-            _outer_sum_tail(a_prev, dW.dtype.type(scale), dW, A, scratch[A.shape[0]:], n_triples, k_end)
+        if _tail_pays(B, n_in - k_end, _panel(dW)):
+            _tail_tiles(a_prev, dW.dtype.type(scale), dW, A, scratch[A.shape[0]:], n_triples, k_end)
         else:
             _outer_sum_block(delta, a_prev, scale, dW, ZERO, n_triples * ROWS, k_end, n_in)
     if n_triples * ROWS < n_out:
@@ -1386,53 +1389,70 @@ def _outer_sum_tiles(a_prev, scale, dW, A, P, n_triples, k0, k1):
                     _tile(A, ROWS * (m * B + s0), s1 - s0, P, dW, ROWS * m, k, scale, s0 > 0)
 
 
-# The batch from which the inputs past the last whole panel of dC/dW take the
-# padded tile (_outer_sum_tail) rather than the row updates, where they fill at
-# least a quarter of a panel (the tile's sums of the padding are wasted).
-# Measured on 784 -> 512 (16 inputs past the panels), one thread, us, row
-# updates vs padded tile, float32; float64: B = 8: 5.9 vs 13.0; 5.9 vs 12.2.
-# B = 32: 17.4 vs 19.3; 22.1 vs 17.8.  B = 48: 25.4 vs 23.5; 33.0 vs 21.7.
-# B = 128: 66.5 vs 42.4; 81.2 vs 42.6.  B = 256: 133-206 vs 86; 181 vs 89.
-TAIL_TILE_MIN_BATCH = 48
+# Where the inputs past the last whole panel (of dC/dW and W^T delta) take the
+# padded tile (_tail_tiles) rather than the row updates: where they fill at
+# least a quarter of a panel (the tile's sums of the padding are wasted) and
+# the sums are TAIL_TILE_MIN_TERMS terms long or more (B for dC/dW, n_out for
+# W^T delta).  Measured on dC/dW 784 -> 512 (16 inputs past the panels), one
+# thread, us, the two forms called by themselves, row updates vs padded tile,
+# float32; float64: B = 8: 5.9 vs 13.0; 5.9 vs 12.2.  B = 32: 17.4 vs 19.3;
+# 22.1 vs 17.8.  B = 48: 25.4 vs 23.5; 33.0 vs 21.7.  B = 128: 66.5 vs 42.4;
+# 81.2 vs 42.6.  B = 256: 133-206 vs 86; 181 vs 89.  Through _outer_sum as
+# the epoch compiles it (medians of 8 interleaved runs against the commit
+# before, load ~1): 784 -> 512 float32 at B = 256 1795 -> 1660 us, at B = 128
+# 830 -> 770; float64 3170 -> 3104 and 1423 -> 1373.  At odd widths, float32
+# B = 256, GFLOP/s: dC/dW 100 -> 300 45-56 -> 92-133 and 300 -> 100 83-99 ->
+# 130-161; W^T delta of 100 -> 300 66-72 -> 108-139 (AMD EPYC, 2026-12-02).
+TAIL_TILE_MIN_TERMS = 48
+
+
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
+def _tail_pays(n_terms, n_tail, w):
+    """Whether the n_tail < w inputs past the last whole panel take the padded tile (see TAIL_TILE_MIN_TERMS)."""
+    return n_terms >= TAIL_TILE_MIN_TERMS and 4 * n_tail >= w
 
 
 @njit(**OPTS)
-def _outer_sum_tail(a_prev, scale, dW, A, P, n_triples, k0):
-    """_outer_sum_tiles for the inputs k0 <= k < n_in past the last whole panel (fewer than w = _panel(dW)).
+def _tail_tiles(x, scale, C_out, A, P, n_triples, k0):
+    """The register tiles for the inputs k0 <= k < n_in past the last whole panel (fewer than w = _panel(C_out)).
 
-    Their panel is packed with zeros after its n_in - k0 columns of a_prev,
-    and each tile writes its 3 x w sums to a block at the end of the panel
-    buffer, whose first n_in - k0 columns go to dW (the sums of the zero
-    columns, never read, may be NaN for an infinite delta).  dW then gets
-    scale * sum over each block of samples, added in the same order as a
-    tile over a whole panel adds it.  The row updates it replaces ran there
-    at ~20 GFLOP/s: 784 inputs hold 16 past 12 panels of 64 float32 (or 24
-    of 32 float64), and these 2% of dC/dW's multiply-adds took 13% of its
-    time (206 of 1611 us, float32, B = 256, 784 -> 512; 8% in float64; one
-    thread, AMD EPYC with AVX-512, 2026-12-02).
+    C_out[3 m + t, k] = scale sum_r A[3 (m R + r) + t] x[r, k] for m <
+    n_triples, R = x.shape[0] terms: dC/dW (x = a[l-1], C_out = dW, the
+    terms samples) as _outer_sum_tiles takes it, or W^T delta (x = W, C_out
+    = the output, the terms units) as _backprop_linear_tiles does.  The
+    panel of x is packed with zeros after its n_in - k0 columns, and each
+    tile writes its 3 x w sums to a block at the end of the panel buffer,
+    whose first n_in - k0 columns go to C_out (the sums of the zero columns,
+    never read, may be NaN for an infinite delta).  Each block of S_BLOCK
+    (= J_BLOCK) terms is added in the same order as a tile over a whole
+    panel adds it.  The row updates it replaces ran there at ~20 GFLOP/s:
+    784 inputs hold 16 past 12 panels of 64 float32 (or 24 of 32 float64),
+    and these 2% of dC/dW's multiply-adds took 13% of its time (206 of 1611
+    us, float32, B = 256, 784 -> 512; 8% in float64; one thread, AMD EPYC
+    with AVX-512, 2026-12-02).
     """
-    B = a_prev.shape[0]
-    n_tail = np.uint64(dW.shape[1] - k0)
-    w = np.uint64(_panel(dW))
+    R = x.shape[0]
+    n_tail = np.uint64(C_out.shape[1] - k0)
+    w = np.uint64(_panel(C_out))
     ku = np.uint64(k0)
-    zero = dW.dtype.type(0)
-    C = _matrix(P[TILE_PANEL_VALUES - ROWS * _panel(dW):TILE_PANEL_VALUES], ROWS, _panel(dW))
-    for s0 in range(0, B, S_BLOCK):
-        s1 = min(B, s0 + S_BLOCK)
+    zero = C_out.dtype.type(0)
+    C = _matrix(P[TILE_PANEL_VALUES - ROWS * _panel(C_out):TILE_PANEL_VALUES], ROWS, _panel(C_out))
+    for r0 in range(0, R, S_BLOCK):
+        r1 = min(R, r0 + S_BLOCK)
         p = np.uint64(0)
-        for s in range(np.uint64(s0), np.uint64(s1)):
+        for r in range(np.uint64(r0), np.uint64(r1)):
             for c in range(n_tail):
-                P[p + c] = a_prev[s, ku + c]
+                P[p + c] = x[r, ku + c]
             for c in range(n_tail, w):
                 P[p + c] = zero
             p += w
         for m in range(n_triples):
-            # note 002 eq. 3, as in _outer_sum_tiles
-            _tile(A, ROWS * (m * B + s0), s1 - s0, P, C, ZERO, ZERO, scale, False)
+            # note 002 eqs. 2 and 3, as in _backprop_linear_tiles and _outer_sum_tiles
+            _tile(A, ROWS * (m * R + r0), r1 - r0, P, C, ZERO, ZERO, scale, False)
             for t in range(ROWS):
-                row = dW[ROWS * m + t]
+                row = C_out[ROWS * m + t]
                 for c in range(n_tail):
-                    row[ku + c] = (row[ku + c] + C[t, c]) if s0 > 0 else C[t, c]
+                    row[ku + c] = (row[ku + c] + C[t, c]) if r0 > 0 else C[t, c]
 
 
 @njit(**PARALLEL)

@@ -85,15 +85,16 @@ def test_blocked_loops_equal_their_reference_forms(n_in, n_out, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_slices", [1, 2, 3])
 @pytest.mark.parametrize("B,n_in,n_out", [(3, 32, 3), (4, 33, 4), (32, 784, 10), (31, 50, 17), (65, 160, 130), (130, 70, 300),
-                                         (150, 784, 40)])
+                                         (150, 784, 40), (10, 112, 200)])
 def test_register_tiles_equal_their_reference_forms(B, n_in, n_out, n_slices, dtype):
     """The register tiles (K._tile: 3 x 16 float64 and 3 x 32 float32, twice as wide on AVX-512) of W^T delta and dC/dW, on 1-3 slices.
 
     The shapes leave every remainder (B % 3 samples, n_out % 3 units, inputs
-    past the last whole panel, in dC/dW by row updates and, from
-    TAIL_TILE_MIN_BATCH samples, by the padded tile: 150 x 784 in both
-    dtypes, 65 x 160 in float32) and span more than one J_BLOCK of units and
-    S_BLOCK of samples.
+    past the last whole panel, by row updates or by the padded tile where
+    K._tail_pays: in dC/dW 150 x 784 -> 40 in both dtypes and 65 x 160 in
+    float32, in W^T delta 112 -> 200 in both and 160 -> 130 in float32;
+    70 -> 300 has at most 6 inputs past the panels, by row updates) and span
+    more than one J_BLOCK of units and S_BLOCK of samples.
     """
     W, b, A, D = _data(B, n_in, n_out, dtype, seed=B * n_in + n_out)
     o_ref = np.empty((B, n_in), dtype)
