@@ -1427,9 +1427,9 @@ def _tail_tiles(x, scale, C_out, A, P, n_triples, k0):
     (= J_BLOCK) terms is added in the same order as a tile over a whole
     panel adds it.  The row updates it replaces ran there at ~20 GFLOP/s:
     784 inputs hold 16 past 12 panels of 64 float32 (or 24 of 32 float64),
-    and these 2% of dC/dW's multiply-adds took 13% of its time (206 of 1611
-    us, float32, B = 256, 784 -> 512; 8% in float64; one thread, AMD EPYC
-    with AVX-512, 2026-12-02).
+    and these 2% of dC/dW's multiply-adds took 8-13% of its time (784 ->
+    512, B = 256, the forms called by themselves; through the epoch's
+    _outer_sum the gain was 2-8%, see TAIL_TILE_MIN_TERMS).
     """
     R = x.shape[0]
     n_tail = np.uint64(C_out.shape[1] - k0)
