@@ -39,7 +39,10 @@ reset only after a shuffle): three runs each, [4,3,2,1] fit 30.0-30.5 ->
 27.6-27.8 us thread time, partial_fit 18.5 -> 16.1-16.3; on
 [784,512,512,10] fit +24-51 -> +30-42 us over run_epoch (10-24% -> 15-20%
 of a step, run_epoch's own spread 204-242 us): the Python left is ~22 us, so
-10% of this step needs half of it gone.  Thread times on a shared machine vary by 2x with its load: compare
+10% of this step needs half of it gone.  On the session's final code
+(ce93723, three runs, load ~0.5): [4,3,2,1] fit 28.6-29.0 us, partial_fit
+16.9-17.3; [784,512,512,10] fit +43-60 us (19-28% of a step, run_epoch
+218-274 us).  Thread times on a shared machine vary by 2x with its load: compare
 figures from one run.
 """
 
