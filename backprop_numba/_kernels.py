@@ -81,6 +81,17 @@ if TILE != 4:  # pragma: no cover - guards an edit of the line above
 # 74 (one thread; NumPy's one-thread matmul: 34 and 67-79).  Unrolled by hand
 # too (12 named sums), like TILE.
 DOT_TILE = (4, 3)
+# With AVX-512's 32 vector registers the forward's whole groups of 4 samples
+# take 6 x 4 tiles instead (24 sums and 10 loaded vectors; measured in
+# _dense_wide).  On a layer that takes them the parallel forward cuts
+# its units at multiples of WIDE_SLICE_UNITS, a multiple of both tiles' widths,
+# so every unit's sum is taken by the same loop as in the serial call (and
+# the results are equal to the last bit); elsewhere at multiples of 4.
+WIDE_DOT_TILE = (6, 4)
+WIDE_SLICE_UNITS = 12
+# rows of W and a shorter than this, and layers of fewer units, keep the 4 x 3 tiles; longer rows are
+# taken in blocks of inputs (_dense_wide has the measurements)
+WIDE_TILE_MIN_ROW_BYTES, WIDE_TILE_MIN_UNITS, WIDE_K_BLOCK_BYTES = 1024, 24, 4096
 # Cache blocking: the forward pass takes SAMPLE_BLOCK samples at a time (their
 # inputs stay in L2 while every row of W passes over them); the delta recursion
 # and dC/dW take K_BLOCK inputs k at a time (that slice of W or of a[l-1]
@@ -243,12 +254,34 @@ def _dense_units(W, b, a_prev, z, j0, j1):
     Register-blocked: 4 units x 3 samples per pass over k, 12 running sums, so
     each W[j, k] loaded is used 3 times and each a[s, k] 4 times; the k loop
     is contiguous in both and vectorises (fastmath "reassoc" lets it split
-    each sum).
+    each sum).  With AVX-512, on the layers where they pay, 6 units x 4
+    samples (_dense_wide).
     """
-    B = a_prev.shape[0]
+    _dense_samples(W, b, a_prev, z, j0, j1, 0, a_prev.shape[0])
+
+
+@njit(inline="always", **OPTS)  # inlined into _dense_units and _dense_slices: no call level of its own
+def _dense_samples(W, b, a_prev, z, j0, j1, s0, s1):
+    """_dense_units for the samples s0 <= s < s1, SAMPLE_BLOCK samples at a time.
+
+    Where the 6 x 4 tiles pay (_wide_tiles_pay) each block's whole groups of 4
+    samples take them (_dense_wide) and the 1-3 samples left the 4 x 3 tiles'
+    loops (_dense_block); elsewhere _dense_block takes every sample.  Which
+    loop takes a unit's sum for a sample then depends only on the layer's
+    shape and the sample's place past s0 (a multiple of 4 apart from the
+    serial call's blocks: _dense_slices), so slices reproduce the serial
+    call's numbers exactly.  At B = 1 every sample is left to _dense_block's
+    4-units-a-pass loop, which the lagged forward relies on (_backward_update).
+    """
     zero = W.dtype.type(0)  # sums in the network's dtype (float32 stays float32)
-    for s_first in range(0, B, SAMPLE_BLOCK):
-        _dense_block(W, b, a_prev, z, j0, j1, s_first, min(B, s_first + SAMPLE_BLOCK), zero)
+    wide = _wide_tiles_pay(W.shape[1], W.shape[0], W.itemsize)
+    for s_first in range(s0, s1, SAMPLE_BLOCK):
+        s_last = min(s1, s_first + SAMPLE_BLOCK)
+        s_rest = s_first + (s_last - s_first) // 4 * 4 if wide else s_first
+        if s_rest > s_first:
+            _dense_wide(W, b, a_prev, z, j0, j1, s_first, s_rest, zero)
+        if s_last > s_rest:
+            _dense_block(W, b, a_prev, z, j0, j1, s_rest, s_last, zero)
 
 
 @njit(**OPTS)
@@ -307,6 +340,127 @@ def _dense_block(W, b, a_prev, z, j0, j1, s0, s1, zero):
         j += 1
 
 
+@njit(inline="always", **OPTS)  # inlined: one compiled library fewer per caller (cold compile)
+def _wide_tiles_pay(n_in, n_out, itemsize):
+    """Whether the forward's whole groups of 4 samples take the 6 x 4 tiles (see _dense_wide)."""
+    return WIDE and n_out >= WIDE_TILE_MIN_UNITS and n_in * itemsize >= WIDE_TILE_MIN_ROW_BYTES
+
+
+@njit(**OPTS)
+def _dense_wide(W, b, a_prev, z, j0, j1, s0, s1, zero):
+    """_dense_block's sums in tiles of 6 units x 4 samples (WIDE_DOT_TILE), for s1 - s0 a multiple of 4.
+
+    24 running sums and 10 vectors loaded per k, within AVX-512's 32
+    registers; the units past the last whole 6 one at a time over the same
+    groups of 4 samples.  A unit's sum is taken by the same loop whatever j0
+    is, provided j0 is a multiple of 6 (WIDE_SLICE_UNITS).  The inputs are
+    taken in blocks of at most WIDE_K_BLOCK_BYTES: z gets b plus the first
+    block's sums, then each later block's sums added.
+
+    Measured (2026-12-02, AMD EPYC with AVX-512, one thread, GFLOP/s, 4 x 3
+    tiles -> these, in turns in one process, through _dense):
+    float64 32 x 512 -> 512 59-63 -> 78-85, 256 x 512 -> 512 62 -> 77,
+    256 x 784 -> 128 80 -> 88-91, 32 x 784 -> 512 61-63 -> 81-82; float32
+    32 x 784 -> 512 155 -> 180, 256 x 784 -> 128 170 -> 182, 256 x 512 ->
+    512 165 -> 174.  Shapes tried first (no input blocks, 256 x 512 -> 512
+    float64): 4 x 3 68, 8 x 3 97, 6 x 4 97, 4 x 6 59, 3 x 8 59, 2 x 12 35;
+    without the input blocks 784 float64 inputs gained nothing (six rows of
+    W and four of a, 62 KB, spill out of L1).  Narrow layers and short rows
+    keep the 4 x 3 tiles (_wide_tiles_pay): with these tiles everywhere,
+    [784,16,10] epochs took 1.07-1.16x the time, and float32 128 -> 64 ran at
+    108 against 119.
+    """
+    _wide_vectors()
+    n_in = np.uint64(W.shape[1])  # unsigned k: no negative-index wraparound, so the k loop vectorises
+    biased = b.shape[0] != 0
+    # the inputs in blocks of at most WIDE_K_BLOCK_BYTES (784 float64: 2 x 392), each block's rows of W
+    # and a kept in L1 and L2 while every tile passes over them; z holds the sum of the blocks so far
+    n_blocks = (n_in * W.itemsize + WIDE_K_BLOCK_BYTES - 1) // WIDE_K_BLOCK_BYTES
+    k_step = (n_in + n_blocks - 1) // n_blocks
+    for k0 in range(np.uint64(0), n_in, k_step):  # unsigned, as n_in: the k loops vectorise
+        _dense_wide_block(W, b, a_prev, z, j0, j1, s0, s1, zero, k0, min(n_in, k0 + k_step), biased, k0 == 0)
+
+
+@njit(inline="always", **OPTS)  # inlined: its k loops get _wide_vectors' attribute
+def _dense_wide_block(W, b, a_prev, z, j0, j1, s0, s1, zero, k0, k1, biased, first):
+    """The 6 x 4 tiles over the inputs k0 <= k < k1: z = b + the block's sums (first) or z + them."""
+    j = j0
+    while j + 6 <= j1:
+        b0, b1, b2, b3, b4, b5 = ((b[j], b[j + 1], b[j + 2], b[j + 3], b[j + 4], b[j + 5]) if biased
+                                  else (zero, zero, zero, zero, zero, zero))
+        for s in range(s0, s1, 4):
+            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = zero
+            c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = zero
+            # note 001: sum_k W_jk a_k, for 6 units (first index) x 4 samples (second)
+            for k in range(k0, k1):
+                u0, u1, u2, u3, u4, u5 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k], W[j + 4, k], W[j + 5, k]
+                v0, v1, v2, v3 = a_prev[s, k], a_prev[s + 1, k], a_prev[s + 2, k], a_prev[s + 3, k]
+                c00 += u0 * v0
+                c01 += u0 * v1
+                c02 += u0 * v2
+                c03 += u0 * v3
+                c10 += u1 * v0
+                c11 += u1 * v1
+                c12 += u1 * v2
+                c13 += u1 * v3
+                c20 += u2 * v0
+                c21 += u2 * v1
+                c22 += u2 * v2
+                c23 += u2 * v3
+                c30 += u3 * v0
+                c31 += u3 * v1
+                c32 += u3 * v2
+                c33 += u3 * v3
+                c40 += u4 * v0
+                c41 += u4 * v1
+                c42 += u4 * v2
+                c43 += u4 * v3
+                c50 += u5 * v0
+                c51 += u5 * v1
+                c52 += u5 * v2
+                c53 += u5 * v3
+            z[s, j] = (b0 if first else z[s, j]) + c00
+            z[s, j + 1] = (b1 if first else z[s, j + 1]) + c10
+            z[s, j + 2] = (b2 if first else z[s, j + 2]) + c20
+            z[s, j + 3] = (b3 if first else z[s, j + 3]) + c30
+            z[s, j + 4] = (b4 if first else z[s, j + 4]) + c40
+            z[s, j + 5] = (b5 if first else z[s, j + 5]) + c50
+            z[s + 1, j] = (b0 if first else z[s + 1, j]) + c01
+            z[s + 1, j + 1] = (b1 if first else z[s + 1, j + 1]) + c11
+            z[s + 1, j + 2] = (b2 if first else z[s + 1, j + 2]) + c21
+            z[s + 1, j + 3] = (b3 if first else z[s + 1, j + 3]) + c31
+            z[s + 1, j + 4] = (b4 if first else z[s + 1, j + 4]) + c41
+            z[s + 1, j + 5] = (b5 if first else z[s + 1, j + 5]) + c51
+            z[s + 2, j] = (b0 if first else z[s + 2, j]) + c02
+            z[s + 2, j + 1] = (b1 if first else z[s + 2, j + 1]) + c12
+            z[s + 2, j + 2] = (b2 if first else z[s + 2, j + 2]) + c22
+            z[s + 2, j + 3] = (b3 if first else z[s + 2, j + 3]) + c32
+            z[s + 2, j + 4] = (b4 if first else z[s + 2, j + 4]) + c42
+            z[s + 2, j + 5] = (b5 if first else z[s + 2, j + 5]) + c52
+            z[s + 3, j] = (b0 if first else z[s + 3, j]) + c03
+            z[s + 3, j + 1] = (b1 if first else z[s + 3, j + 1]) + c13
+            z[s + 3, j + 2] = (b2 if first else z[s + 3, j + 2]) + c23
+            z[s + 3, j + 3] = (b3 if first else z[s + 3, j + 3]) + c33
+            z[s + 3, j + 4] = (b4 if first else z[s + 3, j + 4]) + c43
+            z[s + 3, j + 5] = (b5 if first else z[s + 3, j + 5]) + c53
+        j += 6
+    while j < j1:  # the units past the last whole 6: one at a time, over the same groups of 4 samples
+        b0 = b[j] if biased else zero
+        for s in range(s0, s1, 4):
+            c00 = c01 = c02 = c03 = zero
+            for k in range(k0, k1):
+                u0 = W[j, k]
+                c00 += u0 * a_prev[s, k]
+                c01 += u0 * a_prev[s + 1, k]
+                c02 += u0 * a_prev[s + 2, k]
+                c03 += u0 * a_prev[s + 3, k]
+            z[s, j] = (b0 if first else z[s, j]) + c00
+            z[s + 1, j] = (b0 if first else z[s + 1, j]) + c01
+            z[s + 2, j] = (b0 if first else z[s + 2, j]) + c02
+            z[s + 3, j] = (b0 if first else z[s + 3, j]) + c03
+        j += 1
+
+
 # The next function is equivalent to _dense_units(W, b, a_prev, z, 0, n_out)
 # and left for reference: the one-loop form of the equation (tests compare them).
 @njit(**OPTS)
@@ -322,7 +476,8 @@ def _dense_reference(W, b, a_prev, z):
 
 # Both cores.  Each matrix loop is split across threads by its output: the
 # forward tiles (_dense_units, also W^T delta and dC/dW as dot products over
-# transposed operands) by units j, the row updates of W^T delta by inputs k,
+# transposed operands) by units j (by samples s where the 6 x 4 tiles run on
+# too few units: _dense_slices), the row updates of W^T delta by inputs k,
 # those of dC/dW by units j.  A thread writes only its own slice, with the
 # sums and their order of one thread, so results are bit-identical to the
 # serial loops.  The slices are cut at whole tiles, SLICES_PER_THREAD per
@@ -369,12 +524,27 @@ def _slice_bounds(n, p, n_slices, step):
 
 @njit(**PARALLEL)
 def _dense_slices(W, b, a_prev, z, threads):
-    """_dense_units on every unit, the units cut into slices of whole 4-unit tiles that `threads` threads share."""
-    n_out = W.shape[0]
-    n_slices = min((n_out + 3) // 4, threads * SLICES_PER_THREAD)
+    """_dense_units on every unit and sample, cut into slices that `threads` threads share.
+
+    By units (slices of whole tiles: multiples of 4 units, or of
+    WIDE_SLICE_UNITS where the 6 x 4 tiles run, so each unit's sum is taken
+    by the loop the serial call takes it by), except where the 6 x 4 tiles
+    run with fewer than two 12-unit pieces a thread: then by samples (whole
+    groups of 4, every unit).
+    """
+    n_out, B = W.shape[0], a_prev.shape[0]
+    wide = _wide_tiles_pay(W.shape[1], n_out, W.itemsize)
+    step = WIDE_SLICE_UNITS if wide else 4
+    tiles = (n_out + step - 1) // step
+    by_units = not wide or tiles >= 2 * threads
+    n_slices = min(tiles if by_units else (B + 3) // 4, threads * SLICES_PER_THREAD)
     for p in prange(n_slices):
-        j0, j1 = _slice_bounds(n_out, p, n_slices, 4)
-        _dense_units(W, b, a_prev, z, j0, j1)
+        if by_units:
+            j0, j1 = _slice_bounds(n_out, p, n_slices, step)
+            _dense_units(W, b, a_prev, z, j0, j1)
+        else:
+            s0, s1 = _slice_bounds(B, p, n_slices, 4)
+            _dense_samples(W, b, a_prev, z, ZERO, n_out, s0, s1)
 
 
 @njit(**OPTS)

@@ -30,7 +30,7 @@ kernel_threads()
 # products), block (64 samples, 128 inputs) and path thresholds (32 samples and
 # B n_out >= 8192 and 32 units for the dot-product dC/dW; 64 samples for W^T delta over W^T).
 BATCHES = [1, 2, 3, 5, 15, 16, 17, 63, 64, 65, 129]
-WIDTHS = [(1, 1), (3, 7), (7, 3), (10, 16), (17, 5), (64, 65), (65, 64), (129, 130), (300, 70)]
+WIDTHS = [(1, 1), (3, 7), (7, 3), (10, 16), (17, 5), (64, 65), (65, 64), (129, 130), (300, 70), (600, 13), (600, 30), (1030, 25)]
 RTOL = {np.float64: 1e-12, np.float32: 2e-5}
 
 
@@ -244,7 +244,8 @@ def _cpu_flags():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_tile_is_packed_fmas_without_spills(dtype):
     """The 4x3 tile's inner loop (DOT_TILE) compiles to 12 packed FMAs on vector registers and no stack
-    traffic: the sums stay in registers (the 4x4 form needed more registers than AVX2 has)."""
+    traffic: the sums stay in registers (the 4x4 form needed more registers than AVX2 has); with
+    AVX-512, so does the 6x4 tile's (WIDE_DOT_TILE) with 24."""
     import re
 
     import numba
@@ -264,6 +265,13 @@ def test_forward_tile_is_packed_fmas_without_spills(dtype):
     tiles = [blk for blk in loops if len(re.findall(packed, blk)) >= 12]
     assert tiles, "no loop with 12 packed FMAs"
     assert any("(%rsp)" not in blk for blk in tiles), "the tile's loop spills to the stack"
+    if K.WIDE:
+        # the 6 x 4 tile (WIDE_DOT_TILE) of AVX-512: 24 FMAs on 512-bit registers, the sums in registers too
+        # (its ten row pointers leave too few general registers: one or two integer reloads a pass are fine)
+        wide = [blk for blk in loops if len(re.findall(r"vfmadd\d+p[sd]\s+[^\n]*%zmm", blk)) >= 24]
+        assert wide, "no loop with 24 packed FMAs on zmm registers"
+        vector_spill = re.compile(r"\(%rsp\)[^\n]*%[xyz]mm|%[xyz]mm[^\n]*\(%rsp\)")
+        assert any(not vector_spill.search(blk) for blk in wide), "the 6 x 4 tile's loop spills vectors to the stack"
 
 
 def _narrow_dw_forms(B, n_in, n_out, dtype, seed):

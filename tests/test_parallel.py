@@ -18,8 +18,9 @@ from backprop_numba import MLP
 from backprop_numba import _kernels as K
 from backprop_numba._threads import call_kernel, kernel_threads
 
-# widths around the slice steps (4 units, 16 inputs) and the slice count (threads x SLICES_PER_THREAD)
-SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 130, 67), (70, 129, 130), (5, 200, 4)]
+# widths around the slice steps (4 units, 12 where the 6 x 4 forward tiles run, 16 inputs) and the slice
+# count (threads x SLICES_PER_THREAD); the forward cut by samples (150 x 100 -> 30 with AVX-512, float64)
+SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 130, 67), (70, 129, 130), (5, 200, 4), (150, 40, 10), (70, 600, 30), (150, 100, 30)]
 
 
 def _data(B, n_in, n_out, dtype, seed):
