@@ -257,10 +257,10 @@ def _dense_units(W, b, a_prev, z, j0, j1):
     each sum).  With AVX-512, on the layers where they pay, 6 units x 4
     samples (_dense_wide).
     """
-    _dense_samples(W, b, a_prev, z, j0, j1, 0, a_prev.shape[0])
+    _dense_samples(W, b, a_prev, z, j0, j1, ZERO, a_prev.shape[0])
 
 
-@njit(inline="always", **OPTS)  # inlined into _dense_units and _dense_slices: no call level of its own
+@njit(**OPTS)  # not inlined: inside _dense_slices' parallel loop it cost ~1.5 s more of first-use compile
 def _dense_samples(W, b, a_prev, z, j0, j1, s0, s1):
     """_dense_units for the samples s0 <= s < s1, SAMPLE_BLOCK samples at a time.
 
@@ -353,9 +353,9 @@ def _dense_wide(W, b, a_prev, z, j0, j1, s0, s1, zero):
     24 running sums and 10 vectors loaded per k, within AVX-512's 32
     registers; the units past the last whole 6 one at a time over the same
     groups of 4 samples.  A unit's sum is taken by the same loop whatever j0
-    is, provided j0 is a multiple of 6 (WIDE_SLICE_UNITS).  The inputs are
-    taken in blocks of at most WIDE_K_BLOCK_BYTES: z gets b plus the first
-    block's sums, then each later block's sums added.
+    is, provided j0 is a multiple of 6 (WIDE_SLICE_UNITS).  z is set to b,
+    then the inputs are taken in blocks of at most WIDE_K_BLOCK_BYTES, each
+    block's sums added to z (b + the first block's sums + the next's ...).
 
     Measured (2026-12-02, AMD EPYC with AVX-512, one thread, GFLOP/s, 4 x 3
     tiles -> these, in turns in one process, through _dense):
@@ -373,21 +373,22 @@ def _dense_wide(W, b, a_prev, z, j0, j1, s0, s1, zero):
     _wide_vectors()
     n_in = np.uint64(W.shape[1])  # unsigned k: no negative-index wraparound, so the k loop vectorises
     biased = b.shape[0] != 0
-    # the inputs in blocks of at most WIDE_K_BLOCK_BYTES (784 float64: 2 x 392), each block's rows of W
-    # and a kept in L1 and L2 while every tile passes over them; z holds the sum of the blocks so far
+    # z starts as b; the inputs then come in blocks of at most WIDE_K_BLOCK_BYTES (784 float64: 2 x 392),
+    # each block's rows of W and a kept in L1 and L2 while every tile passes over them, its sums added to z
+    for s in range(s0, s1):
+        for j in range(j0, j1):
+            z[s, j] = b[j] if biased else zero
     n_blocks = (n_in * W.itemsize + WIDE_K_BLOCK_BYTES - 1) // WIDE_K_BLOCK_BYTES
     k_step = (n_in + n_blocks - 1) // n_blocks
     for k0 in range(np.uint64(0), n_in, k_step):  # unsigned, as n_in: the k loops vectorise
-        _dense_wide_block(W, b, a_prev, z, j0, j1, s0, s1, zero, k0, min(n_in, k0 + k_step), biased, k0 == 0)
+        _dense_wide_block(W, a_prev, z, j0, j1, s0, s1, zero, k0, min(n_in, k0 + k_step))
 
 
 @njit(inline="always", **OPTS)  # inlined: its k loops get _wide_vectors' attribute
-def _dense_wide_block(W, b, a_prev, z, j0, j1, s0, s1, zero, k0, k1, biased, first):
-    """The 6 x 4 tiles over the inputs k0 <= k < k1: z = b + the block's sums (first) or z + them."""
+def _dense_wide_block(W, a_prev, z, j0, j1, s0, s1, zero, k0, k1):
+    """The 6 x 4 tiles over the inputs k0 <= k < k1, their sums added to z."""
     j = j0
     while j + 6 <= j1:
-        b0, b1, b2, b3, b4, b5 = ((b[j], b[j + 1], b[j + 2], b[j + 3], b[j + 4], b[j + 5]) if biased
-                                  else (zero, zero, zero, zero, zero, zero))
         for s in range(s0, s1, 4):
             c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = c20 = c21 = c22 = c23 = zero
             c30 = c31 = c32 = c33 = c40 = c41 = c42 = c43 = c50 = c51 = c52 = c53 = zero
@@ -419,33 +420,32 @@ def _dense_wide_block(W, b, a_prev, z, j0, j1, s0, s1, zero, k0, k1, biased, fir
                 c51 += u5 * v1
                 c52 += u5 * v2
                 c53 += u5 * v3
-            z[s, j] = (b0 if first else z[s, j]) + c00
-            z[s, j + 1] = (b1 if first else z[s, j + 1]) + c10
-            z[s, j + 2] = (b2 if first else z[s, j + 2]) + c20
-            z[s, j + 3] = (b3 if first else z[s, j + 3]) + c30
-            z[s, j + 4] = (b4 if first else z[s, j + 4]) + c40
-            z[s, j + 5] = (b5 if first else z[s, j + 5]) + c50
-            z[s + 1, j] = (b0 if first else z[s + 1, j]) + c01
-            z[s + 1, j + 1] = (b1 if first else z[s + 1, j + 1]) + c11
-            z[s + 1, j + 2] = (b2 if first else z[s + 1, j + 2]) + c21
-            z[s + 1, j + 3] = (b3 if first else z[s + 1, j + 3]) + c31
-            z[s + 1, j + 4] = (b4 if first else z[s + 1, j + 4]) + c41
-            z[s + 1, j + 5] = (b5 if first else z[s + 1, j + 5]) + c51
-            z[s + 2, j] = (b0 if first else z[s + 2, j]) + c02
-            z[s + 2, j + 1] = (b1 if first else z[s + 2, j + 1]) + c12
-            z[s + 2, j + 2] = (b2 if first else z[s + 2, j + 2]) + c22
-            z[s + 2, j + 3] = (b3 if first else z[s + 2, j + 3]) + c32
-            z[s + 2, j + 4] = (b4 if first else z[s + 2, j + 4]) + c42
-            z[s + 2, j + 5] = (b5 if first else z[s + 2, j + 5]) + c52
-            z[s + 3, j] = (b0 if first else z[s + 3, j]) + c03
-            z[s + 3, j + 1] = (b1 if first else z[s + 3, j + 1]) + c13
-            z[s + 3, j + 2] = (b2 if first else z[s + 3, j + 2]) + c23
-            z[s + 3, j + 3] = (b3 if first else z[s + 3, j + 3]) + c33
-            z[s + 3, j + 4] = (b4 if first else z[s + 3, j + 4]) + c43
-            z[s + 3, j + 5] = (b5 if first else z[s + 3, j + 5]) + c53
+            z[s, j] += c00
+            z[s, j + 1] += c10
+            z[s, j + 2] += c20
+            z[s, j + 3] += c30
+            z[s, j + 4] += c40
+            z[s, j + 5] += c50
+            z[s + 1, j] += c01
+            z[s + 1, j + 1] += c11
+            z[s + 1, j + 2] += c21
+            z[s + 1, j + 3] += c31
+            z[s + 1, j + 4] += c41
+            z[s + 1, j + 5] += c51
+            z[s + 2, j] += c02
+            z[s + 2, j + 1] += c12
+            z[s + 2, j + 2] += c22
+            z[s + 2, j + 3] += c32
+            z[s + 2, j + 4] += c42
+            z[s + 2, j + 5] += c52
+            z[s + 3, j] += c03
+            z[s + 3, j + 1] += c13
+            z[s + 3, j + 2] += c23
+            z[s + 3, j + 3] += c33
+            z[s + 3, j + 4] += c43
+            z[s + 3, j + 5] += c53
         j += 6
     while j < j1:  # the units past the last whole 6: one at a time, over the same groups of 4 samples
-        b0 = b[j] if biased else zero
         for s in range(s0, s1, 4):
             c00 = c01 = c02 = c03 = zero
             for k in range(k0, k1):
@@ -454,10 +454,10 @@ def _dense_wide_block(W, b, a_prev, z, j0, j1, s0, s1, zero, k0, k1, biased, fir
                 c01 += u0 * a_prev[s + 1, k]
                 c02 += u0 * a_prev[s + 2, k]
                 c03 += u0 * a_prev[s + 3, k]
-            z[s, j] = (b0 if first else z[s, j]) + c00
-            z[s + 1, j] = (b0 if first else z[s + 1, j]) + c01
-            z[s + 2, j] = (b0 if first else z[s + 2, j]) + c02
-            z[s + 3, j] = (b0 if first else z[s + 3, j]) + c03
+            z[s, j] += c00
+            z[s + 1, j] += c01
+            z[s + 2, j] += c02
+            z[s + 3, j] += c03
         j += 1
 
 
@@ -539,12 +539,9 @@ def _dense_slices(W, b, a_prev, z, threads):
     by_units = not wide or tiles >= 2 * threads
     n_slices = min(tiles if by_units else (B + 3) // 4, threads * SLICES_PER_THREAD)
     for p in prange(n_slices):
-        if by_units:
-            j0, j1 = _slice_bounds(n_out, p, n_slices, step)
-            _dense_units(W, b, a_prev, z, j0, j1)
-        else:
-            s0, s1 = _slice_bounds(B, p, n_slices, 4)
-            _dense_samples(W, b, a_prev, z, ZERO, n_out, s0, s1)
+        j0, j1 = _slice_bounds(n_out, p, n_slices, step) if by_units else (ZERO, n_out)
+        s0, s1 = (ZERO, B) if by_units else _slice_bounds(B, p, n_slices, 4)
+        _dense_samples(W, b, a_prev, z, j0, j1, s0, s1)
 
 
 @njit(**OPTS)
