@@ -353,7 +353,8 @@ def _dense_wide(W, b, a_prev, z, j0, j1, s0, s1, zero):
     24 running sums and 10 vectors loaded per k, within AVX-512's 32
     registers; the units past the last whole 6 one at a time over the same
     groups of 4 samples.  A unit's sum is taken by the same loop whatever j0
-    is, provided j0 is a multiple of 6 (WIDE_SLICE_UNITS).  z is set to b,
+    is, provided j0 is a multiple of 6 (the parallel forward's slices start
+    at multiples of WIDE_SLICE_UNITS, 12).  z is set to b,
     then the inputs are taken in blocks of at most WIDE_K_BLOCK_BYTES, each
     block's sums added to z (b + the first block's sums + the next's ...).
 
