@@ -504,6 +504,8 @@ def _dense_reference(W, b, a_prev, z):
 # passes threads = 1 on any other, and every kernel is then serial.
 PARALLEL = dict(OPTS, parallel=True)
 PARALLEL_MIN_WORK = 1 << 20
+# the activation pass runs on threads from this many values (~8192 calls of exp: ~50 us on one core)
+ACTIVATE_PARALLEL_MIN = 8192
 SLICES_PER_THREAD = 4
 
 
@@ -554,6 +556,36 @@ def _dense(W, b, a_prev, z, threads):
         _dense_units(W, b, a_prev, z, ZERO, W.shape[0])
 
 
+@njit(**PARALLEL)
+def _activate_slices(code, z, a, threads):
+    """a = g(z) element by element (code not SOFTMAX), the samples cut into slices `threads` threads share.
+
+    Each element is g of its own z (_g), so slices give the serial pass's numbers exactly.
+    """
+    B, m = z.shape
+    n_slices = min(B, threads * SLICES_PER_THREAD)
+    for p in prange(n_slices):
+        s0, s1 = _slice_bounds(B, p, n_slices, 1)
+        for s in range(s0, s1):
+            for j in range(m):
+                a[s, j] = _g(code, z[s, j])
+
+
+@njit(**OPTS)
+def _activate_rows(code, z, a, threads):
+    """a = g(z) (activations._activate): on `threads` threads where the pass is long enough to pay.
+
+    The activation pass ran on one thread after the parallel matrix loops:
+    on [784,128,64,10] at B = 256 (sigmoid) libm's scalar exp and the
+    sigmoid around it were ~12% of a one-thread epoch (perf), about a third
+    of it on two threads.
+    """
+    if code != SOFTMAX and threads > 1 and z.shape[0] * z.shape[1] >= ACTIVATE_PARALLEL_MIN:
+        _activate_slices(code, z, a, threads)
+    else:
+        _activate(code, z, a)
+
+
 @njit(**OPTS)
 def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads, lagged):
     """Forward pass for B samples whose inputs already fill layer 0 of a_buf.
@@ -600,7 +632,7 @@ def _forward(theta, arch, a_buf, z_buf, B, rates, seed, row0, threads, lagged):
             else:
                 _dense(W, b, a_prev, z, threads)
             # a[l] = g_l(z[l])
-            _activate(code, z, _rows(a_buf, arch, l, B))
+            _activate_rows(code, z, _rows(a_buf, arch, l, B), threads)
         if seed >= 0 and l < L and rates[l] > 0.0:
             _drop(_rows(a_buf, arch, l, B), rates[l], seed, row0, l)
 

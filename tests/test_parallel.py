@@ -69,6 +69,24 @@ def test_dispatch_takes_the_parallel_loop_only_where_it_pays():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_activation_equals_serial_activation_exactly(dtype, threads):
+    from backprop_numba.activations import CODES, SOFTMAX
+    rng = np.random.default_rng(threads)
+    z = (rng.standard_normal((67, 130)) * 30).astype(dtype)  # saturating values too (exp under- and overflow)
+    for name, code in CODES.items():
+        if code == SOFTMAX:
+            continue
+        serial, par, rows = np.empty_like(z), np.full_like(z, np.nan), np.full_like(z, np.nan)
+        K._activate(code, z, serial)
+        K._activate_slices(code, z, par, threads)
+        np.testing.assert_array_equal(par, serial, err_msg=name)
+        K._activate_rows(code, z, rows, threads)  # 67 x 130 >= ACTIVATE_PARALLEL_MIN: the slices where threads > 1
+        np.testing.assert_array_equal(rows, serial, err_msg=name)
+    assert 67 * 130 >= K.ACTIVATE_PARALLEL_MIN
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("batch_size, optimizer", [(60, "adam"), (70, "momentum"), (256, "sgd")])
 def test_epoch_on_two_threads_equals_one_thread(dtype, batch_size, optimizer):
     """[150, 280, 130, 3]: from B = 60 every matrix loop but the output layer's passes PARALLEL_MIN_WORK
